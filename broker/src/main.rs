@@ -1,0 +1,2 @@
+//! The busgate broker (work in progress).
+fn main() {}

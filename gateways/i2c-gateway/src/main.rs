@@ -1,0 +1,2 @@
+//! I2C gateway (work in progress).
+fn main() {}

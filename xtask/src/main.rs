@@ -1,0 +1,2 @@
+//! busgate automation (work in progress).
+fn main() {}
