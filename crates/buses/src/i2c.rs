@@ -37,10 +37,7 @@ impl I2cBus {
 }
 
 fn open_linux(path: &Path) -> Result<I2cdev, OpenError> {
-    I2cdev::new(path).map_err(|error| OpenError {
-        path: path.to_owned(),
-        source: std::io::Error::other(error),
-    })
+    I2cdev::new(path).map_err(|error| OpenError { path: path.to_owned(), source: std::io::Error::other(error) })
 }
 
 /// One device's handle on an I2C bus.

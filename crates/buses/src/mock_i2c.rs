@@ -260,10 +260,7 @@ mod tests {
         bus.attach(0x40, Registers::default());
         let mut handle = bus.handle();
         assert!(bus.inject(0x40, Some(Injected::Removed)));
-        assert_eq!(
-            handle.write(0x40, &[0]).unwrap_err().0,
-            ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address)
-        );
+        assert_eq!(handle.write(0x40, &[0]).unwrap_err().0, ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address));
         assert!(bus.inject(0x40, Some(Injected::BusError)));
         assert_eq!(handle.write(0x40, &[0]).unwrap_err().0, ErrorKind::Bus);
         assert!(bus.inject(0x40, None));

@@ -133,8 +133,14 @@ pub struct Quantity {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParamKind {
     Bool,
-    Int { min: i64, max: i64 },
-    Float { min: f64, max: f64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Float {
+        min: f64,
+        max: f64,
+    },
     /// One of a fixed set of words.
     Choice(&'static [&'static str]),
 }
@@ -295,19 +301,25 @@ impl Options {
     pub fn float_or(&self, name: &str, default: f64) -> Result<f64, DeviceError> {
         match self.0.get(name) {
             None => Ok(default),
-            Some(v) => v.as_f64().ok_or_else(|| DeviceError::Config(format!("option {name:?} must be a number, got {v}"))),
+            Some(v) => {
+                v.as_f64().ok_or_else(|| DeviceError::Config(format!("option {name:?} must be a number, got {v}")))
+            }
         }
     }
     pub fn int_or(&self, name: &str, default: i64) -> Result<i64, DeviceError> {
         match self.0.get(name) {
             None => Ok(default),
-            Some(v) => v.as_i64().ok_or_else(|| DeviceError::Config(format!("option {name:?} must be an integer, got {v}"))),
+            Some(v) => {
+                v.as_i64().ok_or_else(|| DeviceError::Config(format!("option {name:?} must be an integer, got {v}")))
+            }
         }
     }
     pub fn text_or<'a>(&'a self, name: &str, default: &'a str) -> Result<&'a str, DeviceError> {
         match self.0.get(name) {
             None => Ok(default),
-            Some(v) => v.as_str().ok_or_else(|| DeviceError::Config(format!("option {name:?} must be a string, got {v}"))),
+            Some(v) => {
+                v.as_str().ok_or_else(|| DeviceError::Config(format!("option {name:?} must be a string, got {v}")))
+            }
         }
     }
     /// Names of options this driver does not know, so the gateway can reject typos early.

@@ -1,0 +1,235 @@
+//! Board definitions: one TOML file per board in `boards/`, loaded and validated here.
+//!
+//! A board file says what runs on the board: the broker's listeners and limits, the MQTT
+//! settings the gateways share, the buses (real or mocked) and the devices on them. Every error
+//! names the file, the line and the field, because users write these files by hand.
+//!
+//! The format is documented by `boards/sim.toml` and `boards/rpi4.toml`, which are loaded by
+//! this crate's tests.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+mod raw;
+
+pub use raw::{BusKind, JournalOutput};
+
+/// A board file that could not be used, with where and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}:{line}: {field}: {message}", file.display())]
+pub struct BoardError {
+    pub file: PathBuf,
+    /// 1-based line of the offending value (or 1 when the whole file is at fault).
+    pub line: usize,
+    /// Dotted path of the field, e.g. `device[2].address`.
+    pub field: String,
+    pub message: String,
+}
+
+/// A validated board.
+#[derive(Debug, Clone)]
+pub struct Board {
+    /// The file it came from, for error messages and for handing to the processes.
+    pub file: PathBuf,
+    /// Source text, kept so that later checks (e.g. driver names) can point at lines.
+    source: String,
+    pub name: String,
+    pub description: String,
+    /// Rust target triple of the board's CPU, e.g. `aarch64-unknown-linux-gnu`.
+    pub target: String,
+    pub deploy: Option<Deploy>,
+    pub broker: Broker,
+    pub gateway: Gateway,
+    pub buses: Vec<Bus>,
+    pub devices: Vec<Device>,
+}
+
+/// Where `cargo xtask deploy` installs the board's software.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deploy {
+    /// `user@host` reached over ssh.
+    pub host: String,
+    /// Installation directory on the board.
+    pub prefix: String,
+}
+
+/// The broker's configuration. Listeners are named so that later additions (TLS, per-listener
+/// authentication) attach to a listener without reshaping the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Broker {
+    pub listeners: Vec<Listener>,
+    pub limits: Limits,
+    pub journal: Journal,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+}
+
+/// Bounds on what the broker accepts and keeps, so it fits in a small board's memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_connections: usize,
+    /// Largest PUBLISH payload accepted, in bytes.
+    pub max_payload_bytes: usize,
+    /// A client that has not sent CONNECT within this time is disconnected.
+    pub connect_timeout_ms: u64,
+    /// Unacknowledged QoS 1/2 messages in flight per connection.
+    pub max_inflight: u16,
+    /// rumqttd keeps a commit log per subscribed filter, in segments of this size.
+    pub segment_bytes: usize,
+    /// Segments kept per filter; memory per filter is at most `segment_bytes * max_segments`.
+    pub max_segments: usize,
+}
+
+/// The message journal: every message through the broker, for debugging.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Journal {
+    pub enabled: bool,
+    pub output: JournalOutput,
+    /// Rotate the journal file when it reaches this size.
+    pub max_file_bytes: u64,
+    /// Rotated files kept besides the current one.
+    pub max_files: u32,
+}
+
+/// MQTT settings shared by the board's gateways.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gateway {
+    /// The broker the gateways connect to.
+    pub broker: SocketAddr,
+    pub keep_alive_s: u64,
+    /// Readings and replies kept while the broker is unreachable; the oldest are dropped (and
+    /// counted) beyond this.
+    pub outbox_capacity: usize,
+    /// Reconnect backoff, doubling from min to max with jitter.
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+    /// Retry backoff for a device that went offline, doubling from min to max.
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+    pub health_interval_s: u64,
+}
+
+/// One bus of the board.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bus {
+    pub name: String,
+    pub kind: BusKind,
+    /// The device file, e.g. `/dev/i2c-1`; absent for a mocked bus.
+    pub path: Option<PathBuf>,
+    /// Run a simulated bus instead of the device file.
+    pub mock: bool,
+}
+
+/// One peripheral on a bus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device {
+    pub name: String,
+    pub bus: String,
+    pub driver: String,
+    /// 7-bit I2C address.
+    pub address: Option<u8>,
+    pub poll_ms: u64,
+    pub description: String,
+    /// Driver-specific settings.
+    pub options: device::Options,
+    /// Where `driver` stands in the file, so a gateway can report an unknown driver by line.
+    pub driver_span: Range<usize>,
+    /// Where `options` stands in the file.
+    pub options_span: Range<usize>,
+    /// Index in the file's `[[device]]` list, for field paths.
+    pub index: usize,
+}
+
+impl Board {
+    /// Reads and validates a board file.
+    pub fn load(path: &Path) -> Result<Board, BoardError> {
+        let text = std::fs::read_to_string(path).map_err(|error| BoardError {
+            file: path.to_owned(),
+            line: 1,
+            field: "(file)".into(),
+            message: format!("cannot read: {error}"),
+        })?;
+        Board::parse(&text, path)
+    }
+
+    /// Validates board text; `file` is used in error messages.
+    pub fn parse(text: &str, file: &Path) -> Result<Board, BoardError> {
+        let raw: raw::BoardFile = toml::from_str(text).map_err(|error| {
+            let line = error.span().map_or(1, |span| line_of(text, span.start));
+            BoardError {
+                file: file.to_owned(),
+                line,
+                field: "(syntax)".into(),
+                message: error.message().trim().to_owned(),
+            }
+        })?;
+        raw::validate(raw, text, file)
+    }
+
+    /// An error pointing at a span of this board's file, for checks made outside this crate.
+    pub fn error_at(&self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) -> BoardError {
+        BoardError {
+            file: self.file.clone(),
+            line: line_of(&self.source, span.start),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The buses of one kind.
+    pub fn buses_of(&self, kind: BusKind) -> impl Iterator<Item = &Bus> {
+        self.buses.iter().filter(move |bus| bus.kind == kind)
+    }
+
+    /// The devices on one bus.
+    pub fn devices_on<'a>(&'a self, bus: &'a str) -> impl Iterator<Item = &'a Device> + 'a {
+        self.devices.iter().filter(move |device| device.bus == bus)
+    }
+
+    /// The bus kinds that have at least one device, i.e. the gateways this board runs.
+    pub fn gateway_kinds(&self) -> Vec<BusKind> {
+        let mut kinds: Vec<BusKind> =
+            self.buses.iter().filter(|bus| self.devices_on(&bus.name).next().is_some()).map(|bus| bus.kind).collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+
+    /// Every bus set to mock mode, for `--mock`.
+    pub fn force_mock(&mut self) {
+        for bus in &mut self.buses {
+            bus.mock = true;
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).map_or(1, |before| before.matches('\n').count() + 1)
+}
+
+/// Checks a name used as an MQTT topic level: lowercase letters, digits, `-` and `_`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 48 {
+        return Err(format!("{name:?} must be 1 to 48 characters long"));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        return Err(format!("{name:?} must start with a lowercase letter or a digit"));
+    }
+    if let Some(bad) = name.chars().find(|&c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')) {
+        return Err(format!("{name:?} contains {bad:?}; use lowercase letters, digits, '-' and '_'"));
+    }
+    Ok(())
+}
+
+/// Deserializes a spanned value; used by `raw`.
+fn spanned<T>(value: Spanned<T>) -> (T, Range<usize>) {
+    let span = value.span();
+    (value.into_inner(), span)
+}

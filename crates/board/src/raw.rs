@@ -1,0 +1,492 @@
+//! The board file as written (serde types with spans), and its validation into [`Board`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{
+    Board, BoardError, Broker, Bus, Deploy, Device, Gateway, Journal, Limits, Listener, check_name, line_of, spanned,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BoardFile {
+    board: BoardSection,
+    deploy: Option<DeploySection>,
+    #[serde(default)]
+    broker: BrokerSection,
+    #[serde(default)]
+    gateway: GatewaySection,
+    #[serde(default, rename = "bus")]
+    buses: Vec<BusSection>,
+    #[serde(default, rename = "device")]
+    devices: Vec<DeviceSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BoardSection {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    target: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeploySection {
+    host: String,
+    #[serde(default = "default_prefix")]
+    prefix: String,
+}
+
+fn default_prefix() -> String {
+    "/opt/busgate".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BrokerSection {
+    #[serde(default = "default_listeners")]
+    listeners: BTreeMap<String, Spanned<ListenerSection>>,
+    #[serde(default)]
+    limits: LimitsSection,
+    #[serde(default)]
+    journal: JournalSection,
+}
+
+impl Default for BrokerSection {
+    fn default() -> Self {
+        Self { listeners: default_listeners(), limits: LimitsSection::default(), journal: JournalSection::default() }
+    }
+}
+
+fn default_listeners() -> BTreeMap<String, Spanned<ListenerSection>> {
+    let local = ListenerSection { address: Spanned::new(0..0, DEFAULT_LISTEN.into()), allow_remote: false };
+    BTreeMap::from([("local".to_owned(), Spanned::new(0..0, local))])
+}
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:1883";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenerSection {
+    address: Spanned<String>,
+    /// Listening beyond loopback must be asked for: until authentication is configured, anyone
+    /// who reaches the port reaches every device.
+    #[serde(default)]
+    allow_remote: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct LimitsSection {
+    max_connections: Spanned<usize>,
+    max_payload_bytes: Spanned<usize>,
+    connect_timeout_ms: Spanned<u64>,
+    max_inflight: Spanned<u16>,
+    segment_bytes: Spanned<usize>,
+    max_segments: Spanned<usize>,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let at = |v| Spanned::new(0..0, v);
+        Self {
+            max_connections: at(64),
+            max_payload_bytes: at(64 * 1024),
+            connect_timeout_ms: Spanned::new(0..0, 5_000),
+            max_inflight: Spanned::new(0..0, 100),
+            segment_bytes: at(256 * 1024),
+            max_segments: at(4),
+        }
+    }
+}
+
+/// Where the journal goes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum JournalOutput {
+    Stdout,
+    File { path: PathBuf },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct JournalSection {
+    enabled: bool,
+    output: JournalOutput,
+    max_file_bytes: Spanned<u64>,
+    max_files: u32,
+}
+
+impl Default for JournalSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            output: JournalOutput::Stdout,
+            max_file_bytes: Spanned::new(0..0, 4 * 1024 * 1024),
+            max_files: 3,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct GatewaySection {
+    broker: Option<Spanned<String>>,
+    keep_alive_s: Spanned<u64>,
+    outbox_capacity: Spanned<usize>,
+    reconnect_min_ms: Spanned<u64>,
+    reconnect_max_ms: Spanned<u64>,
+    retry_min_ms: Spanned<u64>,
+    retry_max_ms: Spanned<u64>,
+    health_interval_s: Spanned<u64>,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        let at = |v| Spanned::new(0..0, v);
+        Self {
+            broker: None,
+            keep_alive_s: at(15),
+            outbox_capacity: Spanned::new(0..0, 1_000),
+            reconnect_min_ms: at(100),
+            reconnect_max_ms: at(10_000),
+            retry_min_ms: at(500),
+            retry_max_ms: at(30_000),
+            health_interval_s: at(10),
+        }
+    }
+}
+
+/// The kind of a bus, which decides the gateway that runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    I2c,
+}
+
+impl BusKind {
+    /// The topic level and the word users write in the board file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BusKind::I2c => "i2c",
+        }
+    }
+    /// The gateway binary that runs buses of this kind.
+    pub fn gateway(self) -> &'static str {
+        match self {
+            BusKind::I2c => "i2c-gateway",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BusSection {
+    name: Spanned<String>,
+    kind: BusKind,
+    path: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    mock: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceSection {
+    name: Spanned<String>,
+    bus: Spanned<String>,
+    driver: Spanned<String>,
+    address: Option<Spanned<i64>>,
+    #[serde(default = "default_poll")]
+    poll_ms: Spanned<u64>,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "no_options")]
+    options: Spanned<toml::Table>,
+}
+
+fn no_options() -> Spanned<toml::Table> {
+    Spanned::new(0..0, toml::Table::new())
+}
+
+fn default_poll() -> Spanned<u64> {
+    Spanned::new(0..0, 1_000)
+}
+
+/// Collects the context an error needs.
+struct Checker<'a> {
+    text: &'a str,
+    file: &'a Path,
+}
+
+impl Checker<'_> {
+    fn error(&self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) -> BoardError {
+        BoardError {
+            file: self.file.to_owned(),
+            line: if span == (0..0) { 1 } else { line_of(self.text, span.start) },
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn name(&self, value: Spanned<String>, field: &str) -> Result<String, BoardError> {
+        let (name, span) = spanned(value);
+        check_name(&name).map_err(|message| self.error(span, field, message))?;
+        Ok(name)
+    }
+
+    fn range<T: PartialOrd + std::fmt::Display + Copy>(
+        &self,
+        value: &Spanned<T>,
+        field: &str,
+        min: T,
+        max: T,
+    ) -> Result<T, BoardError> {
+        let v = *value.get_ref();
+        if v < min || v > max {
+            return Err(self.error(value.span(), field, format!("{v} is out of range; allowed {min} to {max}")));
+        }
+        Ok(v)
+    }
+
+    fn address(&self, value: &Spanned<String>, field: &str) -> Result<SocketAddr, BoardError> {
+        value.get_ref().parse().map_err(|_| {
+            self.error(
+                value.span(),
+                field,
+                format!("{:?} is not an IP address and port like \"127.0.0.1:1883\"", value.get_ref()),
+            )
+        })
+    }
+}
+
+pub(crate) fn validate(raw: BoardFile, text: &str, file: &Path) -> Result<Board, BoardError> {
+    let check = Checker { text, file };
+    let name = check.name(raw.board.name, "board.name")?;
+    let (target, target_span) = spanned(raw.board.target);
+    if target.split('-').count() < 3 {
+        return Err(check.error(
+            target_span,
+            "board.target",
+            format!("{target:?} is not a target triple like \"aarch64-unknown-linux-gnu\""),
+        ));
+    }
+
+    let broker = validate_broker(&check, raw.broker)?;
+    let gateway = validate_gateway(&check, raw.gateway, &broker)?;
+
+    let mut buses: Vec<Bus> = Vec::new();
+    for (index, bus) in raw.buses.into_iter().enumerate() {
+        let field = |f: &str| format!("bus[{index}].{f}");
+        let name_span = bus.name.span();
+        let name = check.name(bus.name, &field("name"))?;
+        if buses.iter().any(|b| b.name == name) {
+            return Err(check.error(name_span, field("name"), format!("bus {name:?} is defined twice")));
+        }
+        let path = bus.path.map(|p| p.into_inner());
+        if path.is_none() && !bus.mock {
+            return Err(check.error(
+                name_span,
+                field("path"),
+                format!("bus {name:?} needs a device file (path = \"/dev/...\") or mock = true"),
+            ));
+        }
+        buses.push(Bus { name, kind: bus.kind, path, mock: bus.mock });
+    }
+
+    let mut devices: Vec<Device> = Vec::new();
+    for (index, device) in raw.devices.into_iter().enumerate() {
+        let field = |f: &str| format!("device[{index}].{f}");
+        let name_span = device.name.span();
+        let name = check.name(device.name, &field("name"))?;
+        let (bus_name, bus_span) = spanned(device.bus);
+        let Some(bus) = buses.iter().find(|b| b.name == bus_name) else {
+            let known: Vec<&str> = buses.iter().map(|b| b.name.as_str()).collect();
+            return Err(check.error(
+                bus_span,
+                field("bus"),
+                format!("no bus named {bus_name:?}; buses: {}", known.join(", ")),
+            ));
+        };
+        if devices.iter().any(|d| d.name == name && d.bus == bus_name) {
+            return Err(check.error(
+                name_span,
+                field("name"),
+                format!("device {name:?} is defined twice on bus {bus_name:?}"),
+            ));
+        }
+        // Device names are unique per bus kind too: a device's commands are dispatched by topic,
+        // and two gateways of one kind must never answer the same topic.
+        let address = match (bus.kind, device.address) {
+            (BusKind::I2c, None) => {
+                return Err(check.error(
+                    name_span,
+                    field("address"),
+                    "an I2C device needs an address, e.g. address = 0x76",
+                ));
+            }
+            (BusKind::I2c, Some(address)) => {
+                let value = *address.get_ref();
+                if !(0x08..=0x77).contains(&value) {
+                    return Err(check.error(
+                        address.span(),
+                        field("address"),
+                        format!("{value:#04x} is outside the usable 7-bit I2C range 0x08 to 0x77"),
+                    ));
+                }
+                if let Some(other) = devices.iter().find(|d| d.bus == bus_name && d.address == Some(value as u8)) {
+                    return Err(check.error(
+                        address.span(),
+                        field("address"),
+                        format!("{value:#04x} is already used by device {:?} on bus {bus_name:?}", other.name),
+                    ));
+                }
+                Some(value as u8)
+            }
+        };
+        let poll_ms = check.range(&device.poll_ms, &field("poll_ms"), 1, 86_400_000)?;
+        let (driver, driver_span) = spanned(device.driver);
+        let options_span = device.options.span();
+        let options = convert_options(&check, device.options.into_inner(), options_span.clone(), &field("options"))?;
+        devices.push(Device {
+            name,
+            bus: bus_name,
+            driver,
+            address,
+            poll_ms,
+            description: device.description,
+            options,
+            driver_span,
+            options_span,
+            index,
+        });
+    }
+
+    Ok(Board {
+        file: file.to_owned(),
+        source: text.to_owned(),
+        name,
+        description: raw.board.description,
+        target,
+        deploy: raw.deploy.map(|d| Deploy { host: d.host, prefix: d.prefix }),
+        broker,
+        gateway,
+        buses,
+        devices,
+    })
+}
+
+fn validate_broker(check: &Checker<'_>, raw: BrokerSection) -> Result<Broker, BoardError> {
+    let mut listeners = Vec::new();
+    for (name, listener) in raw.listeners {
+        let span = listener.span();
+        let listener = listener.into_inner();
+        let field = format!("broker.listeners.{name}");
+        check_name(&name).map_err(|message| check.error(span.clone(), &field, message))?;
+        let address = check.address(&listener.address, &format!("{field}.address"))?;
+        if !address.ip().is_loopback() && !listener.allow_remote {
+            return Err(check.error(
+                listener.address.span(),
+                format!("{field}.address"),
+                format!("{address} is reachable from other machines; set allow_remote = true on this listener if that is really wanted"),
+            ));
+        }
+        listeners.push(Listener { name, address });
+    }
+    if listeners.is_empty() {
+        return Err(check.error(0..0, "broker.listeners", "the broker needs at least one listener"));
+    }
+    let l = &raw.limits;
+    let limits = Limits {
+        max_connections: check.range(&l.max_connections, "broker.limits.max_connections", 1, 10_000)?,
+        max_payload_bytes: check.range(
+            &l.max_payload_bytes,
+            "broker.limits.max_payload_bytes",
+            128,
+            256 * 1024 * 1024,
+        )?,
+        connect_timeout_ms: check.range(&l.connect_timeout_ms, "broker.limits.connect_timeout_ms", 100, 600_000)?,
+        max_inflight: check.range(&l.max_inflight, "broker.limits.max_inflight", 1, u16::MAX)?,
+        segment_bytes: check.range(&l.segment_bytes, "broker.limits.segment_bytes", 1024, 1024 * 1024 * 1024)?,
+        max_segments: check.range(&l.max_segments, "broker.limits.max_segments", 1, 1024)?,
+    };
+    if limits.segment_bytes < limits.max_payload_bytes {
+        return Err(check.error(
+            l.segment_bytes.span(),
+            "broker.limits.segment_bytes",
+            format!(
+                "{} is smaller than max_payload_bytes ({}); one message must fit in a segment",
+                limits.segment_bytes, limits.max_payload_bytes
+            ),
+        ));
+    }
+    let j = raw.journal;
+    let journal = Journal {
+        enabled: j.enabled,
+        output: j.output,
+        max_file_bytes: check.range(&j.max_file_bytes, "broker.journal.max_file_bytes", 4096, u64::MAX)?,
+        max_files: j.max_files,
+    };
+    Ok(Broker { listeners, limits, journal })
+}
+
+fn validate_gateway(check: &Checker<'_>, raw: GatewaySection, broker: &Broker) -> Result<Gateway, BoardError> {
+    let address = match &raw.broker {
+        Some(address) => check.address(address, "gateway.broker")?,
+        // Prefer a loopback listener; a wildcard listener is reached over loopback too.
+        None => match broker.listeners.iter().find(|l| l.address.ip().is_loopback()) {
+            Some(listener) => listener.address,
+            None => {
+                let first = broker.listeners[0].address;
+                if first.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], first.port())) } else { first }
+            }
+        },
+    };
+    let reconnect_min_ms = check.range(&raw.reconnect_min_ms, "gateway.reconnect_min_ms", 1, 3_600_000)?;
+    let reconnect_max_ms =
+        check.range(&raw.reconnect_max_ms, "gateway.reconnect_max_ms", reconnect_min_ms, 3_600_000)?;
+    let retry_min_ms = check.range(&raw.retry_min_ms, "gateway.retry_min_ms", 1, 3_600_000)?;
+    let retry_max_ms = check.range(&raw.retry_max_ms, "gateway.retry_max_ms", retry_min_ms, 3_600_000)?;
+    Ok(Gateway {
+        broker: address,
+        keep_alive_s: check.range(&raw.keep_alive_s, "gateway.keep_alive_s", 5, 3_600)?,
+        outbox_capacity: check.range(&raw.outbox_capacity, "gateway.outbox_capacity", 1, 1_000_000)?,
+        reconnect_min_ms,
+        reconnect_max_ms,
+        retry_min_ms,
+        retry_max_ms,
+        health_interval_s: check.range(&raw.health_interval_s, "gateway.health_interval_s", 1, 86_400)?,
+    })
+}
+
+fn convert_options(
+    check: &Checker<'_>,
+    table: toml::Table,
+    span: Range<usize>,
+    field: &str,
+) -> Result<device::Options, BoardError> {
+    let mut options = BTreeMap::new();
+    for (key, value) in table {
+        let value = match value {
+            toml::Value::Boolean(b) => device::Value::Bool(b),
+            toml::Value::Integer(i) => device::Value::Int(i),
+            toml::Value::Float(f) => device::Value::Float(f),
+            toml::Value::String(s) => device::Value::Text(s),
+            other => {
+                return Err(check.error(
+                    span,
+                    format!("{field}.{key}"),
+                    format!("options are booleans, numbers or strings, got a {}", other.type_str()),
+                ));
+            }
+        };
+        options.insert(key, value);
+    }
+    Ok(device::Options(options))
+}

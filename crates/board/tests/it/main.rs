@@ -1,0 +1,187 @@
+//! Board files: the shipped boards load, and every mistake is reported with file, line and field.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+use std::path::{Path, PathBuf};
+
+use board::{Board, BusKind, JournalOutput};
+
+fn boards_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../boards")
+}
+
+const MINIMAL: &str = r#"
+[board]
+name = "test"
+target = "x86_64-unknown-linux-gnu"
+
+[[bus]]
+name = "i2c1"
+kind = "i2c"
+mock = true
+
+[[device]]
+name = "ambient"
+bus = "i2c1"
+driver = "bme280"
+address = 0x76
+"#;
+
+/// Parses `text` and expects an error at `line` for `field` whose message contains `needle`.
+#[track_caller]
+fn check_error(text: &str, line: usize, field: &str, needle: &str) {
+    let error = Board::parse(text, Path::new("boards/x.toml")).unwrap_err();
+    assert_eq!((error.line, error.field.as_str()), (line, field), "{error}");
+    assert!(error.message.contains(needle), "{error} does not contain {needle:?}");
+    assert!(error.to_string().starts_with(&format!("boards/x.toml:{line}: {field}: ")), "{error}");
+}
+
+#[test]
+fn every_shipped_board_loads() {
+    let mut count = 0;
+    for entry in std::fs::read_dir(boards_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let board = Board::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(Some(board.name.as_str()), path.file_stem().and_then(|s| s.to_str()), "file name = board name");
+            count += 1;
+        }
+    }
+    assert!(count >= 2, "sim and at least one real board");
+}
+
+#[test]
+fn sim_board_is_mocked_on_loopback() {
+    let board = Board::load(&boards_dir().join("sim.toml")).unwrap();
+    assert!(board.buses.iter().all(|bus| bus.mock));
+    assert!(board.broker.listeners.iter().all(|l| l.address.ip().is_loopback()));
+    assert_eq!(board.gateway.broker.to_string(), "127.0.0.1:1883");
+    assert_eq!(board.gateway_kinds(), vec![BusKind::I2c]);
+    assert_eq!(board.devices_on("i2c1").count(), 3);
+    let supply = board.devices.iter().find(|d| d.name == "supply").unwrap();
+    assert_eq!(supply.options.float_or("shunt_ohms", 0.0), Ok(0.1));
+}
+
+#[test]
+fn rpi4_board_uses_the_real_bus() {
+    let board = Board::load(&boards_dir().join("rpi4.toml")).unwrap();
+    assert_eq!(board.target, "aarch64-unknown-linux-gnu");
+    assert_eq!(board.buses[0].path.as_deref(), Some(Path::new("/dev/i2c-1")));
+    assert!(!board.buses[0].mock);
+    assert!(matches!(board.broker.journal.output, JournalOutput::File { .. }));
+    assert_eq!(board.deploy.as_ref().unwrap().host, "pi@raspberrypi.local");
+}
+
+#[test]
+fn defaults_are_safe() {
+    let board = Board::parse(MINIMAL, Path::new("x.toml")).unwrap();
+    assert_eq!(board.broker.listeners[0].address.to_string(), "127.0.0.1:1883");
+    assert!(board.broker.limits.segment_bytes * board.broker.limits.max_segments <= 4 * 1024 * 1024);
+    assert!(!board.broker.journal.enabled);
+    assert_eq!(board.devices[0].poll_ms, 1000);
+}
+
+#[test]
+fn force_mock_switches_every_bus() {
+    let text = MINIMAL.replace("mock = true", "path = \"/dev/i2c-1\"");
+    let mut board = Board::parse(&text, Path::new("x.toml")).unwrap();
+    assert!(!board.buses[0].mock);
+    board.force_mock();
+    assert!(board.buses[0].mock);
+}
+
+#[test]
+fn syntax_error_names_the_line() {
+    check_error("[board]\nname = \"a\"\ntarget = \n", 3, "(syntax)", "");
+}
+
+#[test]
+fn unknown_field_is_rejected() {
+    check_error(&MINIMAL.replace("address = 0x76", "adress = 0x76"), 15, "(syntax)", "unknown field `adress`");
+}
+
+#[test]
+fn address_outside_7_bit_range() {
+    check_error(
+        &MINIMAL.replace("0x76", "0x95"),
+        15,
+        "device[0].address",
+        "0x95 is outside the usable 7-bit I2C range",
+    );
+}
+
+#[test]
+fn missing_address() {
+    check_error(&MINIMAL.replace("address = 0x76", ""), 12, "device[0].address", "needs an address");
+}
+
+#[test]
+fn duplicate_address_on_one_bus() {
+    let text =
+        format!("{MINIMAL}\n[[device]]\nname = \"other\"\nbus = \"i2c1\"\ndriver = \"bme280\"\naddress = 0x76\n");
+    check_error(&text, 21, "device[1].address", "already used by device \"ambient\"");
+}
+
+#[test]
+fn unknown_bus() {
+    check_error(
+        &MINIMAL.replace("bus = \"i2c1\"", "bus = \"i2c9\""),
+        13,
+        "device[0].bus",
+        "no bus named \"i2c9\"; buses: i2c1",
+    );
+}
+
+#[test]
+fn names_must_be_topic_safe() {
+    check_error(
+        &MINIMAL.replace("name = \"ambient\"", "name = \"Amb/ient\""),
+        12,
+        "device[0].name",
+        "must start with a lowercase letter",
+    );
+    check_error(&MINIMAL.replace("name = \"ambient\"", "name = \"amb+ient\""), 12, "device[0].name", "contains '+'");
+}
+
+#[test]
+fn real_bus_needs_a_path() {
+    check_error(&MINIMAL.replace("mock = true", ""), 7, "bus[0].path", "needs a device file");
+}
+
+#[test]
+fn remote_listener_must_be_explicit() {
+    let text = format!("{MINIMAL}\n[broker.listeners.lan]\naddress = \"0.0.0.0:1883\"\n");
+    check_error(&text, 18, "broker.listeners.lan.address", "reachable from other machines");
+    let allowed = format!("{MINIMAL}\n[broker.listeners.lan]\naddress = \"0.0.0.0:1884\"\nallow_remote = true\n");
+    let board = Board::parse(&allowed, Path::new("x.toml")).unwrap();
+    // The gateways reach a wildcard listener over loopback.
+    assert_eq!(board.gateway.broker.to_string(), "127.0.0.1:1884");
+    let both = format!("{allowed}\n[broker.listeners.local]\naddress = \"127.0.0.1:1883\"\n");
+    let board = Board::parse(&both, Path::new("x.toml")).unwrap();
+    assert_eq!(board.gateway.broker.to_string(), "127.0.0.1:1883", "loopback listener preferred");
+}
+
+#[test]
+fn limits_are_range_checked() {
+    let text = format!("{MINIMAL}\n[broker.limits]\nmax_connections = 0\n");
+    check_error(&text, 18, "broker.limits.max_connections", "0 is out of range; allowed 1 to 10000");
+}
+
+#[test]
+fn bad_listen_address() {
+    let text = format!("{MINIMAL}\n[broker.listeners.local]\naddress = \"localhost\"\n");
+    check_error(&text, 18, "broker.listeners.local.address", "is not an IP address and port");
+}
+
+#[test]
+fn unknown_bus_kind_lists_the_known_ones() {
+    check_error(&MINIMAL.replace("kind = \"i2c\"", "kind = \"usb\""), 8, "(syntax)", "unknown variant `usb`");
+}
+
+#[test]
+fn errors_can_point_at_driver_lines() {
+    let board = Board::parse(MINIMAL, Path::new("boards/x.toml")).unwrap();
+    let device = &board.devices[0];
+    let error = board.error_at(device.driver_span.clone(), "device[0].driver", "unknown driver");
+    assert_eq!(error.to_string(), "boards/x.toml:14: device[0].driver: unknown driver");
+}
