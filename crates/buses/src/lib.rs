@@ -7,5 +7,5 @@
 pub mod i2c;
 pub mod mock_i2c;
 
-pub use i2c::{I2cBus, I2cHandle, OpenError};
+pub use i2c::{I2cBus, I2cError, I2cHandle, OpenError};
 pub use mock_i2c::{MockI2cBus, MockI2cHandle};

@@ -18,5 +18,10 @@ pub use payload::{
 
 /// The current time as RFC 3339 UTC with milliseconds, the `ts` of every payload.
 pub fn now() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+    timestamp(std::time::SystemTime::now())
+}
+
+/// A point in time as RFC 3339 UTC with milliseconds.
+pub fn timestamp(at: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
 }

@@ -1,0 +1,561 @@
+//! The gateway loop: turns bus events into MQTT messages and MQTT commands into bus jobs.
+//!
+//! One task owns all gateway state and handles a closed set of events (bus event, MQTT event,
+//! health tick, shutdown), so there is no locking; bus I/O happens on the bus threads and the
+//! network I/O in the session task.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use device::Description;
+use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS};
+use schema::payload::{Payload, measurements};
+use schema::topic::{DeviceTopics, GatewayTopics};
+use schema::{
+    Availability, Command, CommandError, ErrorKind, Health, Online, Reading, Reply, ReplyError, Status, Version,
+};
+use tokio::sync::mpsc;
+
+use crate::backoff::Backoff;
+use crate::bus::{BusEvent, BusWorker, CommandFailure, DeviceId, Hosted, Job, RetryPolicy};
+use crate::outbox::{Message, Outbox};
+use crate::session::{self, SessionEvent};
+
+/// What a gateway needs to know besides its devices; usually built with [`Settings::from_board`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub board: String,
+    /// The gateway program, e.g. `i2c-gateway`: a topic level and the MQTT client id's suffix.
+    pub gateway: String,
+    /// The bus kind's topic level, e.g. `i2c`.
+    pub bus_kind: String,
+    pub broker: SocketAddr,
+    pub client_id: String,
+    pub keep_alive: Duration,
+    pub outbox_capacity: usize,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub retry: RetryPolicy,
+    pub health_interval: Duration,
+}
+
+impl Settings {
+    pub fn from_board(board: &board::Board, kind: board::BusKind) -> Self {
+        let g = &board.gateway;
+        let ms = Duration::from_millis;
+        Settings {
+            board: board.name.clone(),
+            gateway: kind.gateway().to_owned(),
+            bus_kind: kind.as_str().to_owned(),
+            broker: g.broker,
+            client_id: format!("{}-{}", board.name, kind.gateway()),
+            keep_alive: Duration::from_secs(g.keep_alive_s),
+            outbox_capacity: g.outbox_capacity,
+            reconnect_min: ms(g.reconnect_min_ms),
+            reconnect_max: ms(g.reconnect_max_ms),
+            retry: RetryPolicy { min: ms(g.retry_min_ms), max: ms(g.retry_max_ms) },
+            health_interval: Duration::from_secs(g.health_interval_s),
+        }
+    }
+}
+
+/// One bus and the devices on it.
+#[derive(Debug)]
+pub struct Bus {
+    pub name: String,
+    pub devices: Vec<Hosted>,
+}
+
+/// Why a gateway could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("starting the thread for bus {bus:?}: {source}")]
+    Thread { bus: String, source: std::io::Error },
+}
+
+/// Counters reported on the health topic and returned when the gateway stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub messages_out: u64,
+    pub commands_in: u64,
+    pub errors: u64,
+    pub dropped: u64,
+    pub reconnects: u64,
+}
+
+/// A device's topics and state on the MQTT side.
+struct Entry {
+    name: String,
+    description: Description,
+    state: String,
+    reply: String,
+    availability: String,
+    /// Sequence number of the next reading.
+    seq: u64,
+    online: bool,
+}
+
+/// The latest payload of a retained topic, republished after a reconnect because the broker
+/// may have restarted and lost it.
+struct Retained {
+    payload: Bytes,
+    qos: QoS,
+    /// Not yet sent to the broker of the current connection.
+    pending: bool,
+}
+
+struct Gateway {
+    settings: Settings,
+    topics: GatewayTopics,
+    devices: Vec<Vec<Entry>>,
+    by_set_topic: HashMap<String, DeviceId>,
+    jobs: Vec<std_mpsc::Sender<Job>>,
+    client: AsyncClient,
+    connected: bool,
+    /// Messages waiting for the broker; bounded, drops the oldest.
+    outbox: Outbox,
+    retained: HashMap<String, Retained>,
+    /// Set after a connect until every pending retained topic has been republished.
+    republish: bool,
+    /// Set when rumqttc's request queue was full, so the session task wakes us on progress.
+    wake_on_progress: Arc<AtomicBool>,
+    counters: Counters,
+    started: Instant,
+}
+
+/// Capacity of rumqttc's request queue. Messages beyond it wait in the outbox.
+const REQUEST_QUEUE: usize = 512;
+
+/// Runs a gateway until `shutdown` completes; returns its counters.
+pub async fn run(
+    settings: Settings,
+    buses: Vec<Bus>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Counters, RuntimeError> {
+    let topics = GatewayTopics::new(&settings.board, &settings.gateway);
+    let (bus_events_tx, mut bus_events) = mpsc::channel(1024);
+    let mut devices = Vec::new();
+    let mut by_set_topic = HashMap::new();
+    let mut jobs = Vec::new();
+    let mut threads = Vec::new();
+    for (bus_index, bus) in buses.into_iter().enumerate() {
+        let mut entries = Vec::new();
+        for (device_index, hosted) in bus.devices.iter().enumerate() {
+            let t = DeviceTopics::new(&settings.board, &settings.bus_kind, &bus.name, &hosted.name);
+            by_set_topic.insert(t.set(), DeviceId { bus: bus_index, device: device_index });
+            entries.push(Entry {
+                name: hosted.name.clone(),
+                description: hosted.device.describe(),
+                state: t.state(),
+                reply: t.reply(),
+                availability: t.availability(),
+                seq: 0,
+                online: false,
+            });
+        }
+        devices.push(entries);
+        let worker = BusWorker::new(bus_index, bus.devices, settings.retry, bus_events_tx.clone());
+        let (job_tx, thread) =
+            worker.spawn(&bus.name).map_err(|source| RuntimeError::Thread { bus: bus.name.clone(), source })?;
+        jobs.push(job_tx);
+        threads.push(thread);
+    }
+    drop(bus_events_tx);
+
+    let (client, eventloop) = AsyncClient::new(mqtt_options(&settings, &topics), REQUEST_QUEUE);
+    let (session_tx, mut session_events) = mpsc::channel(256);
+    let wake_on_progress = Arc::new(AtomicBool::new(false));
+    let session = tokio::spawn(session::drive(
+        eventloop,
+        session_tx,
+        Backoff::new(settings.reconnect_min, settings.reconnect_max),
+        wake_on_progress.clone(),
+    ));
+
+    let mut gateway = Gateway {
+        outbox: Outbox::new(settings.outbox_capacity),
+        topics,
+        devices,
+        by_set_topic,
+        jobs,
+        client,
+        connected: false,
+        retained: HashMap::new(),
+        republish: false,
+        wake_on_progress,
+        counters: Counters::default(),
+        started: Instant::now(),
+        settings,
+    };
+    tracing::info!(broker = %gateway.settings.broker, devices = gateway.by_set_topic.len(), "gateway starting");
+
+    let mut health = tokio::time::interval(gateway.settings.health_interval);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(event) = bus_events.recv() => gateway.on_bus_event(event),
+            Some(event) = session_events.recv() => gateway.on_session_event(event),
+            _ = health.tick() => gateway.publish_health(),
+        }
+    }
+
+    tracing::info!("gateway stopping");
+    for jobs in &gateway.jobs {
+        let _ = jobs.send(Job::Stop);
+    }
+    // The bus threads finish their current transfer; wait for them off the async threads.
+    let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
+    gateway.stop(session).await;
+    Ok(gateway.final_counters())
+}
+
+fn mqtt_options(settings: &Settings, topics: &GatewayTopics) -> MqttOptions {
+    let mut options =
+        MqttOptions::new(settings.client_id.clone(), settings.broker.ip().to_string(), settings.broker.port());
+    options.set_keep_alive(settings.keep_alive);
+    // Every connect is a new session: the gateway subscribes and republishes after each
+    // CONNACK, and keeps unacknowledged messages itself (see session.rs).
+    options.set_clean_session(true);
+    options.set_inflight(100);
+    // Commands are small and refused above 4 KiB, but a large publish on a command topic must
+    // not break the connection: accept up to the broker's largest payload.
+    options.set_max_packet_size(1024 * 1024, 1024 * 1024);
+    let will = Status {
+        v: Version,
+        ts: schema::now(),
+        state: Online::Offline,
+        gateway: settings.gateway.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        reason: Some("connection lost".into()),
+    };
+    options.set_last_will(LastWill::new(topics.status(), will.to_json(), QoS::AtLeastOnce, true));
+    options
+}
+
+impl Gateway {
+    fn entry(&mut self, id: DeviceId) -> &mut Entry {
+        &mut self.devices[id.bus][id.device]
+    }
+
+    fn on_bus_event(&mut self, event: BusEvent) {
+        match event {
+            BusEvent::Reading { id, samples, at } => {
+                let entry = self.entry(id);
+                let reading = Reading {
+                    v: Version,
+                    ts: schema::timestamp(at),
+                    seq: entry.seq,
+                    device: entry.name.clone(),
+                    model: entry.description.model.to_owned(),
+                    values: measurements(&samples, &entry.description),
+                };
+                entry.seq += 1;
+                let topic = entry.state.clone();
+                self.send(topic, reading.to_json(), true);
+            }
+            BusEvent::Online { id } => self.availability(id, true, None),
+            BusEvent::Offline { id, reason } => self.availability(id, false, Some(reason)),
+            BusEvent::Failed { .. } => self.counters.errors += 1,
+            BusEvent::Reply { id, request, action, result } => {
+                let entry = self.entry(id);
+                let mut reply = Reply {
+                    v: Version,
+                    ts: schema::now(),
+                    id: request,
+                    device: entry.name.clone(),
+                    action: Some(action),
+                    ok: true,
+                    values: Default::default(),
+                    note: None,
+                    error: None,
+                };
+                match result {
+                    Ok(outcome) => {
+                        reply.values = measurements(&outcome.values, &entry.description);
+                        reply.note = outcome.note;
+                    }
+                    Err(failure) => {
+                        reply.ok = false;
+                        reply.error = Some(failure_to_error(failure));
+                    }
+                }
+                let topic = entry.reply.clone();
+                self.send(topic, reply.to_json(), false);
+            }
+        }
+    }
+
+    fn availability(&mut self, id: DeviceId, online: bool, reason: Option<String>) {
+        let entry = self.entry(id);
+        entry.online = online;
+        tracing::info!(device = %entry.name, online, reason = reason.as_deref().unwrap_or(""), "availability");
+        let payload = Availability {
+            v: Version,
+            ts: schema::now(),
+            state: if online { Online::Online } else { Online::Offline },
+            reason,
+        };
+        let topic = entry.availability.clone();
+        self.send(topic, payload.to_json(), true);
+    }
+
+    fn on_session_event(&mut self, event: SessionEvent) {
+        match event {
+            SessionEvent::Connected { session_present } => {
+                if self.counters.reconnects > 0 || self.connected {
+                    tracing::info!("reconnected to the broker");
+                }
+                self.connected = true;
+                self.counters.reconnects += 1;
+                if !session_present {
+                    let filter = schema::topic::command_filter(&self.settings.board, &self.settings.bus_kind);
+                    if let Err(error) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
+                        tracing::warn!(%error, "subscribing to commands");
+                    }
+                }
+                let status = Status {
+                    v: Version,
+                    ts: schema::now(),
+                    state: Online::Online,
+                    gateway: self.settings.gateway.clone(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    reason: None,
+                };
+                let topic = self.topics.status();
+                // Status goes first, ahead of the outbox, so consumers know the gateway is back.
+                self.retained.insert(
+                    topic.clone(),
+                    Retained { payload: status.to_json().into(), qos: QoS::AtLeastOnce, pending: true },
+                );
+                for retained in self.retained.values_mut() {
+                    retained.pending = true;
+                }
+                self.republish = true;
+                self.hand_over_retained(&topic);
+                self.drain();
+            }
+            SessionEvent::Disconnected { error, unsent } => {
+                if self.connected {
+                    tracing::warn!(%error, requeued = unsent.len(), "lost the broker; keeping messages in the outbox");
+                }
+                self.connected = false;
+                self.outbox.requeue(unsent.into_iter());
+            }
+            SessionEvent::Incoming(publish) => self.on_command(&publish),
+            SessionEvent::Progress => self.drain(),
+        }
+    }
+
+    fn on_command(&mut self, publish: &rumqttc::Publish) {
+        self.counters.commands_in += 1;
+        let Some(&id) = self.by_set_topic.get(&publish.topic) else {
+            tracing::debug!(topic = %publish.topic, "message for a device this gateway does not host");
+            return;
+        };
+        let entry = &self.devices[id.bus][id.device];
+        let parsed = Command::parse(&publish.payload).and_then(|command| {
+            let args = command.args_for(&entry.description)?;
+            Ok((command, args))
+        });
+        let parsed = parsed.and_then(|ok| {
+            if publish.retain {
+                // A retained command would run again at every gateway restart.
+                Err(CommandError {
+                    kind: ErrorKind::InvalidCommand,
+                    message: "commands must not be published with the retain flag".into(),
+                    field: None,
+                    expected: Some("retain = false".into()),
+                    got: Some("retain = true".into()),
+                    id: ok.0.id.clone(),
+                    action: Some(ok.0.action.clone()),
+                })
+            } else {
+                Ok(ok)
+            }
+        });
+        match parsed {
+            Ok((command, args)) => {
+                let job = Job::Command { device: id.device, id: command.id, action: command.action, args };
+                if let Err(std_mpsc::SendError(job)) = self.jobs[id.bus].send(job) {
+                    let Job::Command { id: request, action, .. } = job else { return };
+                    let error = CommandError {
+                        kind: ErrorKind::Unavailable,
+                        message: "the bus thread has stopped".into(),
+                        field: None,
+                        expected: None,
+                        got: None,
+                        id: request,
+                        action: Some(action),
+                    };
+                    self.refuse(id, &error);
+                }
+            }
+            Err(error) => {
+                tracing::info!(device = %entry.name, %error, "command refused");
+                self.refuse(id, &error);
+            }
+        }
+    }
+
+    fn refuse(&mut self, id: DeviceId, error: &CommandError) {
+        self.counters.errors += 1;
+        let entry = &self.devices[id.bus][id.device];
+        let reply = Reply {
+            v: Version,
+            ts: schema::now(),
+            id: error.id.clone(),
+            device: entry.name.clone(),
+            action: error.action.clone(),
+            ok: false,
+            values: Default::default(),
+            note: None,
+            error: Some(error.to_reply_error()),
+        };
+        let topic = entry.reply.clone();
+        self.send(topic, reply.to_json(), false);
+    }
+
+    /// Publishes a QoS 1 message now if possible, else keeps it in the outbox.
+    fn send(&mut self, topic: String, payload: Vec<u8>, retain: bool) {
+        let payload = Bytes::from(payload);
+        if retain {
+            self.retained
+                .insert(topic.clone(), Retained { payload: payload.clone(), qos: QoS::AtLeastOnce, pending: false });
+        }
+        let message = Message { topic, payload, qos: QoS::AtLeastOnce, retain };
+        if self.connected && self.outbox.is_empty() {
+            if let Err(message) = self.hand_over(message) {
+                self.outbox.push(message);
+            }
+        } else {
+            self.outbox.push(message);
+        }
+    }
+
+    /// Gives a message to rumqttc; returns it if rumqttc's queue is full.
+    fn hand_over(&mut self, message: Message) -> Result<(), Message> {
+        match self.client.try_publish(message.topic.as_str(), message.qos, message.retain, message.payload.clone()) {
+            Ok(()) => {
+                self.counters.messages_out += 1;
+                if message.retain
+                    && let Some(retained) = self.retained.get_mut(&message.topic)
+                    && retained.payload == message.payload
+                {
+                    retained.pending = false;
+                }
+                Ok(())
+            }
+            Err(_) => {
+                self.wake_on_progress.store(true, Ordering::Release);
+                Err(message)
+            }
+        }
+    }
+
+    fn hand_over_retained(&mut self, topic: &str) -> bool {
+        let Some(retained) = self.retained.get(topic) else { return true };
+        let message =
+            Message { topic: topic.to_owned(), payload: retained.payload.clone(), qos: retained.qos, retain: true };
+        self.hand_over(message).is_ok()
+    }
+
+    /// Sends the outbox, then republishes retained topics the broker has not had since connect.
+    fn drain(&mut self) {
+        while self.connected {
+            let Some(message) = self.outbox.pop() else { break };
+            if let Err(message) = self.hand_over(message) {
+                self.outbox.unpop(message);
+                return;
+            }
+        }
+        if self.connected && self.republish {
+            let pending: Vec<String> =
+                self.retained.iter().filter(|(_, r)| r.pending).map(|(t, _)| t.clone()).collect();
+            for topic in pending {
+                if !self.hand_over_retained(&topic) {
+                    return;
+                }
+            }
+            self.republish = false;
+        }
+    }
+
+    fn final_counters(&self) -> Counters {
+        Counters { dropped: self.outbox.dropped(), ..self.counters.clone() }
+    }
+
+    fn publish_health(&mut self) {
+        if !self.connected {
+            return;
+        }
+        let online = self.devices.iter().flatten().filter(|e| e.online).count();
+        let counters = self.final_counters();
+        let health = Health {
+            v: Version,
+            ts: schema::now(),
+            gateway: self.settings.gateway.clone(),
+            uptime_s: self.started.elapsed().as_secs(),
+            messages_out: counters.messages_out,
+            commands_in: counters.commands_in,
+            errors: counters.errors,
+            dropped: counters.dropped,
+            outbox_len: self.outbox.len() as u64,
+            reconnects: counters.reconnects.saturating_sub(1),
+            devices_online: online as u64,
+            devices_total: self.by_set_topic.len() as u64,
+        };
+        let message = Message {
+            topic: self.topics.health(),
+            payload: health.to_json().into(),
+            qos: QoS::AtMostOnce,
+            retain: true,
+        };
+        // Health is a snapshot: if it cannot go now, the next tick sends a fresher one.
+        let _ = self.hand_over(message);
+    }
+
+    /// Says goodbye: retained offline status, then a clean disconnect (so the broker does not
+    /// send the last will).
+    async fn stop(&mut self, session: tokio::task::JoinHandle<()>) {
+        if self.connected {
+            self.drain();
+            let status = Status {
+                v: Version,
+                ts: schema::now(),
+                state: Online::Offline,
+                gateway: self.settings.gateway.clone(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                reason: Some("stopped".into()),
+            };
+            let message = Message {
+                topic: self.topics.status(),
+                payload: status.to_json().into(),
+                qos: QoS::AtLeastOnce,
+                retain: true,
+            };
+            let _ = self.hand_over(message);
+            let _ = self.client.try_disconnect();
+        }
+        let abort = session.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(2), session).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+fn failure_to_error(failure: CommandFailure) -> ReplyError {
+    let (kind, message) = match failure {
+        CommandFailure::Offline(reason) => (ErrorKind::DeviceOffline, format!("device is offline: {reason}")),
+        CommandFailure::Device(error @ device::DeviceError::Bus { .. }) => (ErrorKind::BusError, error.to_string()),
+        CommandFailure::Device(error) => (ErrorKind::DeviceError, error.to_string()),
+    };
+    ReplyError { kind, message, field: None, expected: None, got: None }
+}
