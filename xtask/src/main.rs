@@ -1,2 +1,71 @@
-//! busgate automation (work in progress).
-fn main() {}
+//! `cargo xtask`: busgate's automation, in Rust (no shell scripts).
+//!
+//! - `cargo xtask run [--board sim] [--mock] [--release]`: build and run a board on this machine.
+//! - `cargo xtask ci`: what CI runs: format check, clippy with warnings denied, all tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+mod run;
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match command.as_str() {
+        "run" => run::run(&run::Options::parse(&rest)?),
+        "ci" => ci(),
+        "" | "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}\n\n{HELP}"),
+    }
+}
+
+const HELP: &str = "\
+cargo xtask COMMAND
+
+Commands:
+  run [--board NAME] [--mock] [--release]
+        Build and start the broker and the board's gateways (default board: sim), show the
+        readings live, stop everything on Ctrl-C. --mock simulates every bus.
+  ci    Format check, clippy with warnings denied, and every test: what CI runs.
+";
+
+/// The workspace root (xtask's parent directory).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_default()
+}
+
+/// `cargo` as the one running us.
+pub fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+/// Runs a command to completion, failing with its description if it fails.
+pub fn run_step(mut command: Command, what: &str) -> anyhow::Result<()> {
+    eprintln!("xtask: {what}");
+    let status = command.status().with_context(|| format!("starting: {what}"))?;
+    if !status.success() {
+        bail!("failed: {what} ({status})");
+    }
+    Ok(())
+}
+
+fn ci() -> anyhow::Result<()> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run_step(fmt, "cargo fmt --all -- --check")?;
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    run_step(clippy, "cargo clippy --workspace --all-targets -- -D warnings")?;
+    let mut test = cargo();
+    test.args(["test", "--workspace"]);
+    run_step(test, "cargo test --workspace")?;
+    Ok(())
+}

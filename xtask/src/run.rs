@@ -1,0 +1,223 @@
+//! `cargo xtask run`: the simulated (or real) board on this machine, with readings shown live.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use schema::JournalEntry;
+
+use crate::{cargo, root, run_step};
+
+pub struct Options {
+    pub board: String,
+    pub mock: bool,
+    pub release: bool,
+}
+
+impl Options {
+    pub fn parse(args: &[String]) -> anyhow::Result<Options> {
+        let mut options = Options { board: "sim".into(), mock: false, release: false };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--board" => options.board = args.next().context("--board needs a board name")?.clone(),
+                "--mock" => options.mock = true,
+                "--release" => options.release = true,
+                other => bail!("unknown option {other:?} for run"),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// Lines from the child processes.
+enum Line {
+    Journal(String),
+    Log(&'static str, String),
+}
+
+pub fn run(options: &Options) -> anyhow::Result<()> {
+    let board_path = root().join("boards").join(format!("{}.toml", options.board));
+    let board = board::Board::load(&board_path)?;
+    let gateways: Vec<&str> = board.gateway_kinds().into_iter().map(|kind| kind.gateway()).collect();
+
+    let mut build = cargo();
+    build.args(["build", "--package", "broker"]);
+    for gateway in &gateways {
+        build.args(["--package", gateway]);
+    }
+    if options.release {
+        build.arg("--release");
+    }
+    run_step(build, "building the broker and gateways")?;
+    let bin = root().join("target").join(if options.release { "release" } else { "debug" });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    }
+    let (lines_tx, lines) = mpsc::channel();
+
+    let mut broker = Command::new(bin.join("broker"));
+    broker.arg("--board").arg(&board_path).args(["--journal", "stdout"]);
+    let mut children = vec![spawn(broker, "broker", &lines_tx)?];
+    wait_ready(&lines, &stop)?;
+
+    for gateway in &gateways {
+        let mut command = Command::new(bin.join(gateway));
+        command.arg("--board").arg(&board_path);
+        if options.mock {
+            command.arg("--mock");
+        }
+        children.push(spawn(command, gateway, &lines_tx)?);
+    }
+    banner(&board, &gateways);
+
+    let result = watch(&lines, &stop, &mut children);
+    shut_down(&mut children);
+    result
+}
+
+fn spawn(
+    mut command: Command,
+    name: &'static str,
+    lines: &mpsc::Sender<Line>,
+) -> anyhow::Result<(&'static str, Child)> {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().with_context(|| format!("starting {name}"))?;
+    if let Some(stdout) = child.stdout.take() {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines.send(if name == "broker" { Line::Journal(line) } else { Line::Log(name, line) });
+            }
+        });
+    }
+    if let Some(stderr) = child.stderr.take() {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines.send(Line::Log(name, line));
+            }
+        });
+    }
+    Ok((name, child))
+}
+
+fn wait_ready(lines: &mpsc::Receiver<Line>, stop: &AtomicBool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
+        match lines.recv_timeout(Duration::from_millis(100)) {
+            Ok(Line::Log(_, line)) if line.contains("busgate broker ready") => return Ok(()),
+            Ok(Line::Log(name, line)) => eprintln!("[{name}] {line}"),
+            Ok(Line::Journal(_)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    bail!("the broker did not become ready (see its log above)")
+}
+
+fn banner(board: &board::Board, gateways: &[&str]) {
+    let broker = board.gateway.broker;
+    let (host, port) = (broker.ip(), broker.port());
+    let example = board.devices.iter().find(|d| d.driver == "pca9685");
+    println!();
+    println!("busgate board {:?} is up: broker on {broker}, gateways: {}", board.name, gateways.join(", "));
+    println!();
+    println!("  watch everything:  mosquitto_sub -h {host} -p {port} -t 'busgate/#' -v");
+    if let Some(device) = example {
+        println!(
+            "  send a command:    mosquitto_pub -h {host} -p {port} -t 'busgate/{}/i2c/{}/{}/set' \\\n                       -m '{{\"v\":1,\"id\":\"1\",\"action\":\"set_duty\",\"args\":{{\"channel\":0,\"duty\":0.5}}}}'",
+            board.name, device.bus, device.name
+        );
+        println!(
+            "  and its reply:     mosquitto_sub -h {host} -p {port} -t 'busgate/{}/i2c/{}/{}/reply' -v",
+            board.name, device.bus, device.name
+        );
+    }
+    println!("  topics and payloads: docs/topics.md; JSON Schemas: crates/schema/schemas/");
+    println!();
+    println!("Readings follow. Ctrl-C stops everything.");
+    println!();
+}
+
+fn watch(
+    lines: &mpsc::Receiver<Line>,
+    stop: &AtomicBool,
+    children: &mut [(&'static str, Child)],
+) -> anyhow::Result<()> {
+    while !stop.load(Ordering::SeqCst) {
+        match lines.recv_timeout(Duration::from_millis(200)) {
+            Ok(Line::Journal(line)) => {
+                if let Some(text) = describe(&line) {
+                    println!("{text}");
+                }
+            }
+            Ok(Line::Log(name, line)) => {
+                if line.contains("WARN") || line.contains("ERROR") {
+                    eprintln!("[{name}] {line}");
+                }
+            }
+            Err(_) => {}
+        }
+        for (name, child) in children.iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                bail!("{name} exited unexpectedly ({status})");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One readable line for a journal entry, or `None` for traffic not worth showing.
+fn describe(line: &str) -> Option<String> {
+    let entry: JournalEntry = schema::payload::parse(line.as_bytes()).ok()?;
+    let levels: Vec<&str> = entry.topic.split('/').collect();
+    let time = entry.ts.get(11..23).unwrap_or(&entry.ts);
+    let payload = entry.payload.as_ref()?;
+    match levels.as_slice() {
+        [_, _, kind, _, device, "state"] => {
+            let mut values = Vec::new();
+            for (name, m) in payload["values"].as_object()? {
+                let value = match &m["value"] {
+                    serde_json::Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), |f| format!("{f:.2}")),
+                    other => other.to_string(),
+                };
+                let unit = m["unit"].as_str().map(|u| format!(" {u}")).unwrap_or_default();
+                values.push(format!("{name}={value}{unit}"));
+            }
+            Some(format!("{time} {kind} {device:<10} {}", values.join(" ")))
+        }
+        [_, _, _, _, device, "availability"] => Some(format!(
+            "{time} !! {device} is {} {}",
+            payload["state"].as_str()?,
+            payload["reason"].as_str().unwrap_or("")
+        )),
+        [_, _, _, _, device, leaf @ ("reply" | "set")] => Some(format!("{time} {device} {leaf} {payload}")),
+        [_, _, gateway, "status"] => Some(format!("{time} {gateway} is {}", payload["state"].as_str()?)),
+        _ => None,
+    }
+}
+
+/// Stops the children: SIGTERM (they may already have Ctrl-C from the terminal), then waits.
+fn shut_down(children: &mut [(&'static str, Child)]) {
+    // Gateways first, so their clean "offline" status reaches the broker.
+    for (_, child) in children.iter_mut().rev() {
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    eprintln!("xtask: stopped");
+}
