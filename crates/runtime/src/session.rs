@@ -68,16 +68,15 @@ pub(crate) async fn drive(
 fn take_publishes(eventloop: &mut EventLoop) -> Vec<Message> {
     let pending = std::mem::take(&mut eventloop.pending);
     let mut unsent = Vec::with_capacity(pending.len());
+    // Subscriptions are made again on connect; acks and pings belong to the old session.
     for request in pending {
-        match request {
-            Request::Publish(publish) => unsent.push(Message {
+        if let Request::Publish(publish) = request {
+            unsent.push(Message {
                 topic: publish.topic,
                 payload: publish.payload,
                 qos: publish.qos,
                 retain: publish.retain,
-            }),
-            // Subscriptions are made again on connect; acks and pings belong to the old session.
-            _ => {}
+            });
         }
     }
     unsent

@@ -1,2 +1,53 @@
-//! I2C gateway (work in progress).
-fn main() {}
+//! `i2c-gateway --board boards/NAME.toml [--mock]`: runs every I2C device of a board.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+/// Runs every I2C device of a board and bridges it to MQTT.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// The board file, e.g. boards/sim.toml.
+    #[arg(long)]
+    board: PathBuf,
+    /// Simulate every bus, whatever the board file says.
+    #[arg(long)]
+    mock: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttc=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut board = board::Board::load(&args.board)?;
+    if args.mock {
+        board.force_mock();
+    }
+    let plan = i2c_gateway::plan(&board, false)?;
+    anyhow::ensure!(!plan.buses.is_empty(), "{}: the board has no I2C devices", args.board.display());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")?;
+    let counters = runtime.block_on(i2c_gateway::run(plan, shutdown_signal()))?;
+    tracing::info!(?counters, "stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        tracing::error!("cannot install signal handlers; stop the gateway with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,86 @@
+//! The I2C gateway: builds every I2C device of a board on a real or mock bus and runs them
+//! with the gateway runtime.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use board::{Board, BoardError, BusKind};
+use buses::{I2cBus, MockI2cBus};
+use runtime::{Bus, Counters, Hosted, Settings};
+
+pub mod registry;
+
+/// The buses and devices of a board, ready to run; the mock buses stay reachable for tests.
+#[derive(Debug)]
+pub struct Plan {
+    pub settings: Settings,
+    pub buses: Vec<Bus>,
+    /// Mock buses by bus name, for tests and fault injection.
+    pub mocks: BTreeMap<String, MockI2cBus>,
+}
+
+/// Builds every I2C bus and device of `board`. Mock buses get live simulated chips (values
+/// drift with time) unless `still` is set, which tests use to control every value.
+pub fn plan(board: &Board, still: bool) -> Result<Plan, BoardError> {
+    let mut buses = Vec::new();
+    let mut mocks = BTreeMap::new();
+    for bus in board.buses_of(BusKind::I2c) {
+        let backend = match (&bus.path, bus.mock) {
+            (Some(path), false) => I2cBus::Linux(path.clone()),
+            _ => {
+                let mock = if still { MockI2cBus::new() } else { MockI2cBus::live() };
+                mocks.insert(bus.name.clone(), mock.clone());
+                I2cBus::Mock(mock)
+            }
+        };
+        let mut devices = Vec::new();
+        for device in board.devices_on(&bus.name) {
+            let field = |f: &str| format!("device[{}].{f}", device.index);
+            let driver = registry::find(&device.driver).ok_or_else(|| {
+                board.error_at(
+                    device.driver_span.clone(),
+                    field("driver"),
+                    format!("unknown I2C driver {:?}; known drivers: {}", device.driver, registry::names().join(", ")),
+                )
+            })?;
+            if let Some(unknown) = device.options.unknown(driver.options).next() {
+                return Err(board.error_at(
+                    device.options_span.clone(),
+                    field("options"),
+                    format!(
+                        "driver {} has no option {unknown:?}; its options: {}",
+                        driver.name,
+                        driver.options.join(", ")
+                    ),
+                ));
+            }
+            let Some(address) = device.address else {
+                return Err(board.error_at(
+                    device.driver_span.clone(),
+                    field("address"),
+                    "an I2C device needs an address",
+                ));
+            };
+            if let I2cBus::Mock(mock) = &backend {
+                mock.attach_boxed(address, (driver.simulate)(address, &device.options));
+            }
+            let built = (driver.build)(backend.handle(), address, &device.options)
+                .map_err(|error| board.error_at(device.options_span.clone(), field("options"), error.to_string()))?;
+            devices.push(Hosted {
+                name: device.name.clone(),
+                poll_interval: Duration::from_millis(device.poll_ms),
+                device: built,
+            });
+        }
+        if !devices.is_empty() {
+            buses.push(Bus { name: bus.name.clone(), devices });
+        }
+    }
+    Ok(Plan { settings: Settings::from_board(board, BusKind::I2c), buses, mocks })
+}
+
+/// Runs the gateway until `shutdown` completes.
+pub async fn run(plan: Plan, shutdown: impl Future<Output = ()>) -> Result<Counters, runtime::RuntimeError> {
+    runtime::run(plan.settings, plan.buses, shutdown).await
+}

@@ -1,0 +1,134 @@
+//! End to end: the I2C gateway on mock buses against a real broker on a free loopback port.
+//!
+//! The gateway runs in-process (so tests can reach the simulated chips and inject faults);
+//! the broker runs as its own process (so tests can kill it).
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+mod broker_restart;
+mod commands;
+mod faults;
+mod interop;
+mod python;
+mod readings;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use buses::MockI2cBus;
+use runtime::Counters;
+use test_support::{Client, Received};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Addresses of the simulated chips on the test board.
+pub const BME280: u8 = 0x76;
+pub const INA219: u8 = 0x40;
+pub const PCA9685: u8 = 0x41;
+
+/// The test board: three chips on one mocked bus, polled quickly, short backoffs.
+pub fn board_text(broker: SocketAddr) -> String {
+    format!(
+        r#"
+[board]
+name = "test"
+target = "x86_64-unknown-linux-gnu"
+
+[broker.listeners.local]
+address = "{broker}"
+
+[gateway]
+reconnect_min_ms = 20
+reconnect_max_ms = 200
+retry_min_ms = 20
+retry_max_ms = 100
+
+[[bus]]
+name = "i2c1"
+kind = "i2c"
+mock = true
+
+[[device]]
+name = "ambient"
+bus = "i2c1"
+driver = "bme280"
+address = 0x76
+poll_ms = 40
+
+[[device]]
+name = "supply"
+bus = "i2c1"
+driver = "ina219"
+address = 0x40
+poll_ms = 40
+
+[[device]]
+name = "leds"
+bus = "i2c1"
+driver = "pca9685"
+address = 0x41
+poll_ms = 100
+"#
+    )
+}
+
+/// A gateway running in-process with its mock bus.
+pub struct Gateway {
+    pub bus: MockI2cBus,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<Counters, runtime::RuntimeError>>,
+}
+
+impl Gateway {
+    pub fn start(broker: SocketAddr) -> Gateway {
+        Gateway::start_with(broker, |_| {})
+    }
+
+    pub fn start_with(broker: SocketAddr, adjust: impl FnOnce(&mut runtime::Settings)) -> Gateway {
+        let board = board::Board::parse(&board_text(broker), Path::new("test.toml")).unwrap();
+        let mut plan = i2c_gateway::plan(&board, true).unwrap();
+        plan.settings.health_interval = Duration::from_millis(100);
+        adjust(&mut plan.settings);
+        let bus = plan.mocks["i2c1"].clone();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(i2c_gateway::run(plan, async {
+            let _ = stopped.await;
+        }));
+        Gateway { bus, stop: Some(stop), task }
+    }
+
+    /// Stops the gateway cleanly and returns its counters.
+    pub async fn stop(mut self) -> Counters {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(test_support::TIMEOUT, &mut self.task).await.unwrap().unwrap().unwrap()
+    }
+}
+
+pub fn topic(device: &str, leaf: &str) -> String {
+    format!("busgate/test/i2c/i2c1/{device}/{leaf}")
+}
+
+pub fn json(message: &Received) -> serde_json::Value {
+    serde_json::from_slice(&message.payload).unwrap_or_else(|e| panic!("{} is not JSON: {e}", message.text()))
+}
+
+/// Validates a message against the checked-in JSON Schema `name`.
+#[track_caller]
+pub fn check_schema(name: &str, message: &Received) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/schema/schemas").join(name);
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let value = json(message);
+    let errors: Vec<String> = validator.iter_errors(&value).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{} on {} violates {name}: {errors:?}", message.text(), message.topic);
+    value
+}
+
+/// Sends a command and waits for the reply with its id.
+pub async fn command(client: &mut Client, device: &str, id: &str, body: &str) -> serde_json::Value {
+    client.publish(&topic(device, "set"), body.replace("$ID", id)).await;
+    let reply_topic = topic(device, "reply");
+    let reply = client.wait_for(|m| m.topic == reply_topic && json(m)["id"] == id).await;
+    check_schema("reply.json", &reply)
+}
