@@ -2,6 +2,7 @@
 //!
 //! - `cargo xtask run [--board sim] [--mock] [--release]`: build and run a board on this machine.
 //! - `cargo xtask ci`: what CI runs: format check, clippy with warnings denied, all tests.
+//! - `cargo xtask bench`: throughput, CPU and memory of the gateway and broker.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,6 +18,7 @@ fn main() -> anyhow::Result<()> {
     match command.as_str() {
         "run" => run::run(&run::Options::parse(&rest)?),
         "ci" => ci(),
+        "bench" => bench(),
         "" | "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(())
@@ -33,6 +35,7 @@ Commands:
         Build and start the broker and the board's gateways (default board: sim), show the
         readings live, stop everything on Ctrl-C. --mock simulates every bus.
   ci    Format check, clippy with warnings denied, and every test: what CI runs.
+  bench Throughput, CPU and memory of the gateway and broker (release builds), as a table.
 ";
 
 /// The workspace root (xtask's parent directory).
@@ -55,6 +58,15 @@ pub fn run_step(mut command: Command, what: &str) -> anyhow::Result<()> {
         bail!("failed: {what} ({status})");
     }
     Ok(())
+}
+
+fn bench() -> anyhow::Result<()> {
+    let mut build = cargo();
+    build.args(["build", "--release", "--package", "broker", "--package", "i2c-gateway"]);
+    run_step(build, "building the release broker and gateway")?;
+    let mut throughput = cargo();
+    throughput.args(["bench", "--package", "i2c-gateway", "--bench", "throughput"]);
+    run_step(throughput, "gateway throughput (50 devices at 100 Hz)")
 }
 
 fn ci() -> anyhow::Result<()> {

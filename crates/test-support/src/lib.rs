@@ -93,6 +93,13 @@ impl Process {
         Process { child, name: name.to_owned() }
     }
 
+    /// Starts `command` without waiting for any output (its stderr is echoed).
+    pub fn start_quiet(mut command: Command, name: &str) -> Process {
+        command.stdout(Stdio::null()).stderr(Stdio::inherit()).stdin(Stdio::null());
+        let child = command.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Process { child, name: name.to_owned() }
+    }
+
     pub fn id(&self) -> u32 {
         self.child.id()
     }
