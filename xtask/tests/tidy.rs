@@ -1,5 +1,7 @@
 //! Tidy tests: the architecture invariants of ARCHITECTURE.md, checked on the source tree.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

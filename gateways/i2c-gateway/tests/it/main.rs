@@ -9,6 +9,7 @@ mod broker_restart;
 mod commands;
 mod faults;
 mod interop;
+mod plan;
 mod python;
 mod readings;
 
@@ -86,11 +87,16 @@ impl Gateway {
     }
 
     pub fn start_with(broker: SocketAddr, adjust: impl FnOnce(&mut runtime::Settings)) -> Gateway {
-        let board = board::Board::parse(&board_text(broker), Path::new("test.toml")).unwrap();
+        Gateway::start_board(&board_text(broker), adjust)
+    }
+
+    /// Starts a gateway for any board text; `bus` is a detached mock when the board has none.
+    pub fn start_board(text: &str, adjust: impl FnOnce(&mut runtime::Settings)) -> Gateway {
+        let board = board::Board::parse(text, Path::new("test.toml")).unwrap();
         let mut plan = i2c_gateway::plan(&board, true).unwrap();
         plan.settings.health_interval = Duration::from_millis(100);
         adjust(&mut plan.settings);
-        let bus = plan.mocks["i2c1"].clone();
+        let bus = plan.mocks.get("i2c1").cloned().unwrap_or_default();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(i2c_gateway::run(plan, async {
             let _ = stopped.await;
