@@ -41,6 +41,7 @@ def main():
     request_id = uuid.uuid4().hex[:12]
     seen = 0
     failed = False
+    replied = False
 
     def on_connect(client, userdata, flags, reason_code, properties):
         client.subscribe(f"busgate/{args.board}/#", qos=1)
@@ -54,7 +55,7 @@ def main():
             client.publish(f"busgate/{args.board}/i2c/i2c1/{device}/set", json.dumps(command), qos=1)
 
     def on_message(client, userdata, message):
-        nonlocal seen, failed
+        nonlocal seen, failed, replied
         leaf = message.topic.rsplit("/", 1)[-1]
         if leaf not in validators:
             return
@@ -68,10 +69,10 @@ def main():
             return
         print(f"{message.topic} {json.dumps(payload, ensure_ascii=False)}", flush=True)
         seen += 1
-        done_with_command = not args.command or (leaf == "reply" and payload.get("id") == request_id)
         if args.command and leaf == "reply" and payload.get("id") == request_id:
+            replied = True
             print(f"reply: {'ok' if payload['ok'] else payload['error']['message']}", flush=True)
-        if done_with_command and args.count and seen >= args.count:
+        if args.count and seen >= args.count and (replied or not args.command):
             client.disconnect()
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"watch-{request_id}")

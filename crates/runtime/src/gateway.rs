@@ -35,6 +35,8 @@ pub struct Settings {
     pub gateway: String,
     /// The bus kind's topic level, e.g. `i2c`.
     pub bus_kind: String,
+    /// busgate version the gateway reports in its status.
+    pub version: String,
     pub broker: SocketAddr,
     pub client_id: String,
     pub keep_alive: Duration,
@@ -46,13 +48,15 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_board(board: &board::Board, kind: board::BusKind) -> Self {
+    /// `version` is the gateway program's version, reported in its status.
+    pub fn from_board(board: &board::Board, kind: board::BusKind, version: &str) -> Self {
         let g = &board.gateway;
         let ms = Duration::from_millis;
         Settings {
             board: board.name.clone(),
             gateway: kind.gateway().to_owned(),
             bus_kind: kind.as_str().to_owned(),
+            version: version.to_owned(),
             broker: g.broker,
             client_id: format!("{}-{}", board.name, kind.gateway()),
             keep_alive: Duration::from_secs(g.keep_alive_s),
@@ -233,7 +237,7 @@ fn mqtt_options(settings: &Settings, topics: &GatewayTopics) -> MqttOptions {
         ts: schema::now(),
         state: Online::Offline,
         gateway: settings.gateway.clone(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
+        version: settings.version.clone(),
         reason: Some("connection lost".into()),
     };
     options.set_last_will(LastWill::new(topics.status(), will.to_json(), QoS::AtLeastOnce, true));
@@ -326,7 +330,7 @@ impl Gateway {
                     ts: schema::now(),
                     state: Online::Online,
                     gateway: self.settings.gateway.clone(),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    version: self.settings.version.clone(),
                     reason: None,
                 };
                 let topic = self.topics.status();
@@ -532,7 +536,7 @@ impl Gateway {
                 ts: schema::now(),
                 state: Online::Offline,
                 gateway: self.settings.gateway.clone(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
+                version: self.settings.version.clone(),
                 reason: Some("stopped".into()),
             };
             let message = Message {
@@ -546,6 +550,7 @@ impl Gateway {
         }
         let abort = session.abort_handle();
         if tokio::time::timeout(Duration::from_secs(2), session).await.is_err() {
+            tracing::warn!(connected = self.connected, "the MQTT connection did not close in time");
             abort.abort();
         }
     }

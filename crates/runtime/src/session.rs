@@ -39,14 +39,20 @@ pub(crate) async fn drive(
                 SessionEvent::Connected { session_present: ack.session_present }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => SessionEvent::Incoming(publish),
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                linger(&mut eventloop).await;
+                return;
+            }
             Ok(Event::Incoming(Packet::PubAck(_)) | Event::Outgoing(Outgoing::Publish(_))) => {
                 if !wake_on_progress.swap(false, Ordering::AcqRel) {
                     continue;
                 }
                 SessionEvent::Progress
             }
-            Ok(_) => continue,
+            Ok(other) => {
+                tracing::trace!(?other, "mqtt event");
+                continue;
+            }
             Err(error) => {
                 let unsent = take_publishes(&mut eventloop);
                 let error = error.to_string();
@@ -62,6 +68,17 @@ pub(crate) async fn drive(
             return;
         }
     }
+}
+
+/// After DISCONNECT, reads until the broker closes the connection (or a second passes).
+///
+/// Dropping a socket that still has unread data (acknowledgements in flight) makes the kernel
+/// send a reset, and a broker may then treat the DISCONNECT as never received and publish the
+/// last will (Mosquitto 2.0 does: "disconnected due to out of memory").
+async fn linger(eventloop: &mut EventLoop) {
+    let drain = async { while eventloop.poll().await.is_ok() {} };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+    tracing::debug!("disconnected");
 }
 
 /// Takes the publishes rumqttc kept for resending, in their order.

@@ -161,7 +161,8 @@ impl Broker {
     }
 }
 
-/// Mosquitto on a loopback port, for interoperability tests. `None` when mosquitto is not
+/// Mosquitto on a loopback port, for interoperability tests; it logs every packet to
+/// `mosquitto.log` in its temporary directory. `None` when mosquitto is not
 /// installed (CI installs it; see `.ci/run`).
 pub struct Mosquitto {
     pub process: Child,
@@ -176,8 +177,14 @@ impl Mosquitto {
         let port = free_port();
         let dir = temp_dir("mosquitto");
         let config = dir.join("mosquitto.conf");
-        std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"))
-            .unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file {}\nlog_type all\n",
+                dir.join("mosquitto.log").display()
+            ),
+        )
+        .unwrap();
         let process =
             Command::new(binary).arg("-c").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let deadline = Instant::now() + TIMEOUT;

@@ -77,7 +77,8 @@ pub fn plan(board: &Board, still: bool) -> Result<Plan, BoardError> {
             buses.push(Bus { name: bus.name.clone(), devices });
         }
     }
-    Ok(Plan { settings: Settings::from_board(board, BusKind::I2c), buses, mocks })
+    let settings = Settings::from_board(board, BusKind::I2c, env!("CARGO_PKG_VERSION"));
+    Ok(Plan { settings, buses, mocks })
 }
 
 /// Runs the gateway until `shutdown` completes.

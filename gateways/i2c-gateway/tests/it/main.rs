@@ -92,6 +92,8 @@ impl Gateway {
 
     /// Starts a gateway for any board text; `bus` is a detached mock when the board has none.
     pub fn start_board(text: &str, adjust: impl FnOnce(&mut runtime::Settings)) -> Gateway {
+        // The gateway's log goes to the test's output, shown when a test fails.
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info,rumqttc=warn").try_init();
         let board = board::Board::parse(text, Path::new("test.toml")).unwrap();
         let mut plan = i2c_gateway::plan(&board, true).unwrap();
         plan.settings.health_interval = Duration::from_millis(100);
