@@ -6,6 +6,10 @@
 
 pub mod i2c;
 pub mod mock_i2c;
+pub mod mock_spi;
+pub mod spi;
 
 pub use i2c::{I2cBus, I2cError, I2cHandle, OpenError};
 pub use mock_i2c::{MockI2cBus, MockI2cHandle};
+pub use mock_spi::{MockSpiBus, MockSpiDevice};
+pub use spi::{SpiBus, SpiConfig, SpiHandle};

@@ -19,6 +19,8 @@ pub enum Value {
     Int(i64),
     Float(f64),
     Text(String),
+    /// Raw bytes; hex on the wire.
+    Bytes(Vec<u8>),
 }
 
 impl Value {
@@ -48,6 +50,12 @@ impl Value {
             _ => None,
         }
     }
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Value {
@@ -57,6 +65,7 @@ impl fmt::Display for Value {
             Value::Int(i) => write!(f, "{i}"),
             Value::Float(x) => write!(f, "{x}"),
             Value::Text(s) => write!(f, "{s:?}"),
+            Value::Bytes(bytes) => bytes.iter().try_for_each(|b| write!(f, "{b:02x}")),
         }
     }
 }
@@ -143,6 +152,10 @@ pub enum ParamKind {
     },
     /// One of a fixed set of words.
     Choice(&'static [&'static str]),
+    /// Bytes written as a hex string (`"9f00"`), 1 to `max_bytes` long.
+    Hex {
+        max_bytes: usize,
+    },
 }
 
 impl fmt::Display for ParamKind {
@@ -152,6 +165,7 @@ impl fmt::Display for ParamKind {
             ParamKind::Int { min, max } => write!(f, "an integer from {min} to {max}"),
             ParamKind::Float { min, max } => write!(f, "a number from {min} to {max}"),
             ParamKind::Choice(words) => write!(f, "one of {}", words.join(", ")),
+            ParamKind::Hex { max_bytes } => write!(f, "a hex string of 1 to {max_bytes} bytes"),
         }
     }
 }
@@ -215,6 +229,9 @@ impl Args {
     pub fn text(&self, name: &str) -> Result<&str, DeviceError> {
         self.get(name).and_then(Value::as_str).ok_or_else(|| DeviceError::MissingArgument(name.to_owned()))
     }
+    pub fn bytes(&self, name: &str) -> Result<&[u8], DeviceError> {
+        self.get(name).and_then(Value::as_bytes).ok_or_else(|| DeviceError::MissingArgument(name.to_owned()))
+    }
 }
 
 /// What a successful command did: values to report back (e.g. the new output state) and an
@@ -249,6 +266,18 @@ impl fmt::Display for BusFault {
 }
 
 impl BusFault {
+    /// Classifies an embedded-hal SPI error. SPI has no acknowledge, so an absent chip is only
+    /// noticed by what it reads back (see the drivers).
+    pub fn from_spi<E: embedded_hal::spi::Error>(error: &E) -> Self {
+        use embedded_hal::spi::ErrorKind;
+        match error.kind() {
+            ErrorKind::Overrun | ErrorKind::ModeFault | ErrorKind::FrameFormat | ErrorKind::ChipSelectFault => {
+                BusFault::Bus
+            }
+            _ => BusFault::Other,
+        }
+    }
+
     /// Classifies an embedded-hal I2C error.
     pub fn from_i2c<E: embedded_hal::i2c::Error>(error: &E) -> Self {
         use embedded_hal::i2c::{ErrorKind, NoAcknowledgeSource};
@@ -276,6 +305,9 @@ pub enum DeviceError {
     /// A parameter the command spec declares as required did not reach the adapter.
     #[error("missing argument {0:?}")]
     MissingArgument(String),
+    /// The board file does not allow this command on this device.
+    #[error("{0}")]
+    NotAllowed(String),
     /// The adapter does not know this action (the gateway checks actions before, so this is a
     /// mismatch between the description and the adapter).
     #[error("unsupported action {0:?}")]
@@ -283,6 +315,10 @@ pub enum DeviceError {
 }
 
 impl DeviceError {
+    /// Wraps an embedded-hal SPI error.
+    pub fn spi<E: embedded_hal::spi::Error + fmt::Debug>(error: E) -> Self {
+        DeviceError::Bus { fault: BusFault::from_spi(&error), detail: format!("{error:?}") }
+    }
     /// Wraps an embedded-hal I2C error.
     pub fn i2c<E: embedded_hal::i2c::Error + fmt::Debug>(error: E) -> Self {
         DeviceError::Bus { fault: BusFault::from_i2c(&error), detail: format!("{error:?}") }
@@ -377,6 +413,35 @@ pub trait I2cChip: std::any::Any + Send {
         false
     }
     /// Reads back the chip's state by name (e.g. an output register), for tests.
+    fn inspect(&self, name: &str) -> Option<f64> {
+        let _ = name;
+        None
+    }
+}
+
+/// A register-level model of an SPI chip, hosted at a chip select on the mock SPI bus.
+///
+/// SPI is full duplex: for every byte the controller clocks out on MOSI, the chip drives one
+/// byte on MISO. The mock bus calls [`SpiChip::select`] when chip select is asserted at the
+/// start of an embedded-hal transaction, [`SpiChip::exchange`] for each byte of its
+/// operations, and [`SpiChip::deselect`] at its end.
+pub trait SpiChip: std::any::Any + Send {
+    /// Chip select asserted: a new command begins.
+    fn select(&mut self) {}
+    /// One byte clocked: `mosi` from the controller; returns the chip's MISO byte.
+    fn exchange(&mut self, mosi: u8) -> Result<u8, SimFault>;
+    /// Chip select released.
+    fn deselect(&mut self) {}
+    /// See [`I2cChip::advance`].
+    fn advance(&mut self, elapsed: std::time::Duration) {
+        let _ = elapsed;
+    }
+    /// See [`I2cChip::set_input`].
+    fn set_input(&mut self, name: &str, value: f64) -> bool {
+        let _ = (name, value);
+        false
+    }
+    /// See [`I2cChip::inspect`].
     fn inspect(&self, name: &str) -> Option<f64> {
         let _ = name;
         None

@@ -560,6 +560,9 @@ fn failure_to_error(failure: CommandFailure) -> ReplyError {
     let (kind, message) = match failure {
         CommandFailure::Offline(reason) => (ErrorKind::DeviceOffline, format!("device is offline: {reason}")),
         CommandFailure::Device(error @ device::DeviceError::Bus { .. }) => (ErrorKind::BusError, error.to_string()),
+        CommandFailure::Device(error @ device::DeviceError::NotAllowed(_)) => {
+            (ErrorKind::NotAllowed, error.to_string())
+        }
         CommandFailure::Device(error) => (ErrorKind::DeviceError, error.to_string()),
     };
     ReplyError { kind, message, field: None, expected: None, got: None }

@@ -232,9 +232,31 @@ fn check_args(spec: &CommandSpec, args: &Map<String, Json>) -> Result<device::Ar
                 Value::Float(f)
             }
             (ParamKind::Choice(words), Json::String(s)) if words.contains(&s.as_str()) => Value::Text(s.clone()),
+            (ParamKind::Hex { max_bytes }, Json::String(s)) => {
+                let bytes = parse_hex(s).ok_or_else(wrong)?;
+                if bytes.is_empty() || bytes.len() > *max_bytes {
+                    return Err(wrong());
+                }
+                Value::Bytes(bytes)
+            }
             _ => return Err(wrong()),
         };
         out.insert(param.name.to_owned(), value);
     }
     Ok(device::Args(out))
+}
+
+/// Parses a hex string (`"9f00"`, `"9F 00"`); `None` for anything else.
+fn parse_hex(text: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u8> = text.bytes().filter(|b| *b != b' ').collect();
+    if digits.len() % 2 != 0 {
+        return None;
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let pair = std::str::from_utf8(pair).ok()?;
+            u8::from_str_radix(pair, 16).ok()
+        })
+        .collect()
 }

@@ -57,6 +57,7 @@ impl From<&device::Value> for WireValue {
             device::Value::Int(i) => WireValue::Int(*i),
             device::Value::Float(f) => WireValue::Float(*f),
             device::Value::Text(s) => WireValue::Text(s.clone()),
+            device::Value::Bytes(bytes) => WireValue::Text(bytes.iter().map(|b| format!("{b:02x}")).collect()),
         }
     }
 }
@@ -134,6 +135,8 @@ pub enum ErrorKind {
     BusError,
     /// The chip reported a problem.
     DeviceError,
+    /// The board file does not allow this command on this device (e.g. raw SPI transfers).
+    NotAllowed,
     /// The gateway is overloaded or shutting down.
     Unavailable,
 }

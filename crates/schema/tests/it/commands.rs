@@ -30,6 +30,7 @@ fn description() -> Description {
                         required: false,
                         description: "",
                     },
+                    Param { name: "raw", kind: ParamKind::Hex { max_bytes: 4 }, required: false, description: "" },
                 ],
                 description: "",
             },
@@ -206,5 +207,20 @@ fn garbage_never_panics() {
             })
             .collect();
         let _ = Command::parse(&bytes).and_then(|c| c.args_for(&description()));
+    }
+}
+
+#[test]
+fn hex_arguments_become_bytes() {
+    let command =
+        Command::parse(br#"{"v":1,"action":"set_duty","args":{"channel":0,"duty":0,"raw":"9F 0a"}}"#).unwrap();
+    assert_eq!(command.args_for(&description()).unwrap().get("raw"), Some(&Value::Bytes(vec![0x9f, 0x0a])));
+    for bad in [r#""9f0""#, r#""zz""#, r#""""#, r#""0102030405""#, "12"] {
+        check_refused(
+            &format!(r#"{{"v":1,"action":"set_duty","args":{{"channel":0,"duty":0,"raw":{bad}}}}}"#),
+            ErrorKind::InvalidArgument,
+            Some("args.raw"),
+            "expected a hex string of 1 to 4 bytes",
+        );
     }
 }
