@@ -249,7 +249,7 @@ fn check_args(spec: &CommandSpec, args: &Map<String, Json>) -> Result<device::Ar
 /// Parses a hex string (`"9f00"`, `"9F 00"`); `None` for anything else.
 fn parse_hex(text: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = text.bytes().filter(|b| *b != b' ').collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits
