@@ -127,14 +127,29 @@ pub struct Bus {
     pub mock: bool,
 }
 
+/// How an SPI device is reached. On Linux its device file is `{bus path}.{chip_select}`,
+/// e.g. `/dev/spidev0.1` for bus path `/dev/spidev0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpiSettings {
+    pub chip_select: u8,
+    /// SPI mode 0 to 3 (clock polarity and phase), from the chip's datasheet.
+    pub mode: u8,
+    pub max_speed_hz: u32,
+    pub bits_per_word: u8,
+    /// Whether applications may send raw transfers to the device by command.
+    pub raw: bool,
+}
+
 /// One peripheral on a bus.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Device {
     pub name: String,
     pub bus: String,
     pub driver: String,
-    /// 7-bit I2C address.
+    /// 7-bit I2C address (I2C devices).
     pub address: Option<u8>,
+    /// Chip select and transfer settings (SPI devices).
+    pub spi: Option<SpiSettings>,
     pub poll_ms: u64,
     pub description: String,
     /// Driver-specific settings.

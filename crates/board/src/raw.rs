@@ -9,7 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
-    Board, BoardError, Broker, Bus, Deploy, Device, Gateway, Journal, Limits, Listener, check_name, line_of, spanned,
+    Board, BoardError, Broker, Bus, Deploy, Device, Gateway, Journal, Limits, Listener, SpiSettings, check_name,
+    line_of, spanned,
 };
 
 #[derive(Deserialize)]
@@ -169,6 +170,7 @@ impl Default for GatewaySection {
 #[serde(rename_all = "lowercase")]
 pub enum BusKind {
     I2c,
+    Spi,
 }
 
 impl BusKind {
@@ -176,12 +178,14 @@ impl BusKind {
     pub fn as_str(self) -> &'static str {
         match self {
             BusKind::I2c => "i2c",
+            BusKind::Spi => "spi",
         }
     }
     /// The gateway binary that runs buses of this kind.
     pub fn gateway(self) -> &'static str {
         match self {
             BusKind::I2c => "i2c-gateway",
+            BusKind::Spi => "spi-gateway",
         }
     }
 }
@@ -203,6 +207,13 @@ struct DeviceSection {
     bus: Spanned<String>,
     driver: Spanned<String>,
     address: Option<Spanned<i64>>,
+    chip_select: Option<Spanned<i64>>,
+    mode: Option<Spanned<i64>>,
+    max_speed_hz: Option<Spanned<i64>>,
+    bits_per_word: Option<Spanned<i64>>,
+    /// Allows raw transfers to the device by command (SPI).
+    #[serde(default)]
+    raw: bool,
     #[serde(default = "default_poll")]
     poll_ms: Spanned<u64>,
     #[serde(default)]
@@ -321,9 +332,7 @@ pub(crate) fn validate(raw: BoardFile, text: &str, file: &Path) -> Result<Board,
                 format!("device {name:?} is defined twice on bus {bus_name:?}"),
             ));
         }
-        // Device names are unique per bus kind too: a device's commands are dispatched by topic,
-        // and two gateways of one kind must never answer the same topic.
-        let address = match (bus.kind, device.address) {
+        let address = match (bus.kind, &device.address) {
             (BusKind::I2c, None) => {
                 return Err(check.error(
                     name_span,
@@ -349,6 +358,68 @@ pub(crate) fn validate(raw: BoardFile, text: &str, file: &Path) -> Result<Board,
                 }
                 Some(value as u8)
             }
+            (BusKind::Spi, Some(address)) => {
+                return Err(check.error(
+                    address.span(),
+                    field("address"),
+                    "SPI devices have a chip_select, not an address",
+                ));
+            }
+            (BusKind::Spi, None) => None,
+        };
+        let spi = match bus.kind {
+            BusKind::I2c => {
+                let spi_fields = [
+                    ("chip_select", &device.chip_select),
+                    ("mode", &device.mode),
+                    ("max_speed_hz", &device.max_speed_hz),
+                    ("bits_per_word", &device.bits_per_word),
+                ];
+                if let Some((name, Some(value))) = spi_fields.iter().find(|(_, v)| v.is_some()) {
+                    return Err(check.error(
+                        value.span(),
+                        field(name),
+                        format!("{name} is an SPI setting; bus {bus_name:?} is I2C"),
+                    ));
+                }
+                if device.raw {
+                    return Err(check.error(name_span, field("raw"), "raw transfers are an SPI feature"));
+                }
+                None
+            }
+            BusKind::Spi => {
+                let Some(chip_select) = &device.chip_select else {
+                    return Err(check.error(
+                        name_span,
+                        field("chip_select"),
+                        "an SPI device needs a chip_select, e.g. chip_select = 0",
+                    ));
+                };
+                let chip_select = check.range(chip_select, &field("chip_select"), 0, 255)? as u8;
+                if let Some(other) =
+                    devices.iter().find(|d| d.bus == bus_name && d.spi.is_some_and(|s| s.chip_select == chip_select))
+                {
+                    return Err(check.error(
+                        device.chip_select.as_ref().map_or(name_span.clone(), Spanned::span),
+                        field("chip_select"),
+                        format!(
+                            "chip select {chip_select} is already used by device {:?} on bus {bus_name:?}",
+                            other.name
+                        ),
+                    ));
+                }
+                let opt = |value: &Option<Spanned<i64>>, name: &str, default: i64, min: i64, max: i64| match value {
+                    Some(value) => check.range(value, &field(name), min, max),
+                    None => Ok(default),
+                };
+                Some(SpiSettings {
+                    chip_select,
+                    mode: opt(&device.mode, "mode", 0, 0, 3)? as u8,
+                    max_speed_hz: opt(&device.max_speed_hz, "max_speed_hz", 1_000_000, 1_000, 100_000_000)? as u32,
+                    bits_per_word: opt(&device.bits_per_word, "bits_per_word", 8, 1, 32)? as u8,
+                    raw: device.raw,
+                })
+            }
         };
         let poll_ms = check.range(&device.poll_ms, &field("poll_ms"), 1, 86_400_000)?;
         let (driver, driver_span) = spanned(device.driver);
@@ -359,6 +430,7 @@ pub(crate) fn validate(raw: BoardFile, text: &str, file: &Path) -> Result<Board,
             bus: bus_name,
             driver,
             address,
+            spi,
             poll_ms,
             description: device.description,
             options,

@@ -185,3 +185,64 @@ fn errors_can_point_at_driver_lines() {
     let error = board.error_at(device.driver_span.clone(), "device[0].driver", "unknown driver");
     assert_eq!(error.to_string(), "boards/x.toml:14: device[0].driver: unknown driver");
 }
+
+const SPI: &str = r#"
+[board]
+name = "test"
+target = "x86_64-unknown-linux-gnu"
+
+[[bus]]
+name = "spi0"
+kind = "spi"
+path = "/dev/spidev0"
+
+[[device]]
+name = "adc"
+bus = "spi0"
+driver = "mcp3008"
+chip_select = 0
+mode = 0
+max_speed_hz = 1000000
+raw = true
+"#;
+
+#[test]
+fn spi_devices_have_chip_select_and_settings() {
+    let board = Board::parse(SPI, Path::new("x.toml")).unwrap();
+    let spi = board.devices[0].spi.unwrap();
+    assert_eq!((spi.chip_select, spi.mode, spi.max_speed_hz, spi.bits_per_word, spi.raw), (0, 0, 1_000_000, 8, true));
+    assert_eq!(board.devices[0].address, None);
+    assert_eq!(board.gateway_kinds(), vec![BusKind::Spi]);
+}
+
+#[test]
+fn spi_device_needs_a_chip_select() {
+    check_error(&SPI.replace("chip_select = 0\n", ""), 12, "device[0].chip_select", "needs a chip_select");
+}
+
+#[test]
+fn spi_mode_is_range_checked() {
+    check_error(&SPI.replace("mode = 0", "mode = 4"), 16, "device[0].mode", "4 is out of range; allowed 0 to 3");
+}
+
+#[test]
+fn chip_select_used_twice() {
+    let text = format!("{SPI}\n[[device]]\nname = \"tc\"\nbus = \"spi0\"\ndriver = \"max31855\"\nchip_select = 0\n");
+    check_error(&text, 24, "device[1].chip_select", "chip select 0 is already used by device \"adc\"");
+}
+
+#[test]
+fn settings_of_the_other_bus_kind_are_refused() {
+    check_error(
+        &SPI.replace("chip_select = 0", "chip_select = 0\naddress = 0x40"),
+        16,
+        "device[0].address",
+        "SPI devices have a chip_select",
+    );
+    check_error(
+        &MINIMAL.replace("address = 0x76", "address = 0x76\nchip_select = 1"),
+        16,
+        "device[0].chip_select",
+        "is an SPI setting",
+    );
+}
