@@ -8,6 +8,7 @@
 
 pub mod backoff;
 pub mod bus;
+pub mod cli;
 mod gateway;
 pub mod outbox;
 mod session;

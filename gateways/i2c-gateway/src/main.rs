@@ -19,13 +19,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttc=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    runtime::cli::init_logging();
     let mut board = board::Board::load(&args.board)?;
     if args.mock {
         board.force_mock();
@@ -33,21 +27,7 @@ fn main() -> anyhow::Result<()> {
     let plan = i2c_gateway::plan(&board, false)?;
     anyhow::ensure!(!plan.buses.is_empty(), "{}: the board has no I2C devices", args.board.display());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")?;
-    let counters = runtime.block_on(i2c_gateway::run(plan, shutdown_signal()))?;
+    let counters = runtime.block_on(i2c_gateway::run(plan, runtime::cli::shutdown_signal()))?;
     tracing::info!(?counters, "stopped");
     Ok(())
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
-        tracing::error!("cannot install signal handlers; stop the gateway with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
 }
