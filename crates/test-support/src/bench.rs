@@ -69,7 +69,7 @@ pub async fn run(setup: Setup) {
     let dir = crate::temp_dir("bench");
     let (_, broker_idle_rss) = usage(broker.process.id());
     let mut client = Client::connect(broker.address(), "bench").await;
-    client.subscribe("busgate/bench/#").await;
+    client.subscribe(&schema::topic::board_filter("bench")).await;
 
     // Idle: the same devices polled once a second.
     let idle = start_gateway(&setup, broker.port, 1000, &dir);

@@ -56,7 +56,7 @@ fn sim_board_is_mocked_on_loopback() {
     assert!(board.buses.iter().all(|bus| bus.mock));
     assert!(board.broker.listeners.iter().all(|l| l.address.ip().is_loopback()));
     assert_eq!(board.gateway.broker.to_string(), "127.0.0.1:1883");
-    assert_eq!(board.gateway_kinds(), vec![BusKind::I2c]);
+    assert_eq!(board.gateway_kinds(), vec![BusKind::I2c, BusKind::Spi]);
     assert_eq!(board.devices_on("i2c1").count(), 3);
     let supply = board.devices.iter().find(|d| d.name == "supply").unwrap();
     assert_eq!(supply.options.float_or("shunt_ohms", 0.0), Ok(0.1));

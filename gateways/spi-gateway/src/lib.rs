@@ -1,0 +1,90 @@
+//! The SPI gateway: builds every SPI device of a board on spidev files or a mock bus and runs
+//! them with the gateway runtime.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use board::{Board, BoardError, BusKind};
+use buses::{MockSpiBus, SpiBus, SpiConfig};
+use runtime::{Bus, Counters, Hosted, Settings};
+
+pub mod raw;
+pub mod registry;
+
+/// The buses and devices of a board, ready to run; the mock buses stay reachable for tests.
+#[derive(Debug)]
+pub struct Plan {
+    pub settings: Settings,
+    pub buses: Vec<Bus>,
+    /// Mock buses by bus name, for tests and fault injection.
+    pub mocks: BTreeMap<String, MockSpiBus>,
+}
+
+/// Builds every SPI bus and device of `board`. Mock buses get live simulated chips (values
+/// drift with time) unless `still` is set, which tests use to control every value.
+pub fn plan(board: &Board, still: bool) -> Result<Plan, BoardError> {
+    let mut buses = Vec::new();
+    let mut mocks = BTreeMap::new();
+    for bus in board.buses_of(BusKind::Spi) {
+        let backend = match (&bus.path, bus.mock) {
+            (Some(path), false) => SpiBus::Linux { prefix: path.clone() },
+            _ => {
+                let mock = if still { MockSpiBus::new() } else { MockSpiBus::live() };
+                mocks.insert(bus.name.clone(), mock.clone());
+                SpiBus::Mock(mock)
+            }
+        };
+        let mut devices = Vec::new();
+        for device in board.devices_on(&bus.name) {
+            let field = |f: &str| format!("device[{}].{f}", device.index);
+            let driver = registry::find(&device.driver).ok_or_else(|| {
+                board.error_at(
+                    device.driver_span.clone(),
+                    field("driver"),
+                    format!("unknown SPI driver {:?}; known drivers: {}", device.driver, registry::names().join(", ")),
+                )
+            })?;
+            if let Some(unknown) = device.options.unknown(driver.options).next() {
+                return Err(board.error_at(
+                    device.options_span.clone(),
+                    field("options"),
+                    format!(
+                        "driver {} has no option {unknown:?}; its options: {}",
+                        driver.name,
+                        driver.options.join(", ")
+                    ),
+                ));
+            }
+            let Some(spi) = device.spi else {
+                return Err(board.error_at(
+                    device.driver_span.clone(),
+                    field("chip_select"),
+                    "an SPI device needs a chip_select",
+                ));
+            };
+            let config = SpiConfig { mode: spi.mode, max_speed_hz: spi.max_speed_hz, bits_per_word: spi.bits_per_word };
+            if let SpiBus::Mock(mock) = &backend {
+                mock.attach_boxed(spi.chip_select, (driver.simulate)(&device.options));
+            }
+            let built = (driver.build)(backend.handle(spi.chip_select, config), &device.options)
+                .map_err(|error| board.error_at(device.options_span.clone(), field("options"), error.to_string()))?;
+            let raw = backend.handle(spi.chip_select, config);
+            devices.push(Hosted {
+                name: device.name.clone(),
+                poll_interval: Duration::from_millis(device.poll_ms),
+                device: Box::new(raw::RawAccess::new(built, raw, spi.raw, &device.name)),
+            });
+        }
+        if !devices.is_empty() {
+            buses.push(Bus { name: bus.name.clone(), devices });
+        }
+    }
+    let settings = Settings::from_board(board, BusKind::Spi, env!("CARGO_PKG_VERSION"));
+    Ok(Plan { settings, buses, mocks })
+}
+
+/// Runs the gateway until `shutdown` completes.
+pub async fn run(plan: Plan, shutdown: impl Future<Output = ()>) -> Result<Counters, runtime::RuntimeError> {
+    runtime::run(plan.settings, plan.buses, shutdown).await
+}

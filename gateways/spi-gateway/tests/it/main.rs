@@ -1,0 +1,147 @@
+//! End to end: the SPI gateway on a mock bus against a real broker on a free loopback port.
+//!
+//! The gateway runs in-process (so tests can reach the simulated chips and inject faults);
+//! the broker runs as its own process.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+mod commands;
+mod faults;
+mod plan;
+mod readings;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use buses::MockSpiBus;
+use runtime::Counters;
+use test_support::{Client, Received};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Chip selects of the simulated chips on the test board.
+pub const ADC: u8 = 0;
+pub const THERMOCOUPLE: u8 = 1;
+pub const IO: u8 = 2;
+
+/// The test board: an ADC (raw transfers allowed), a thermocouple amplifier and an I/O
+/// expander on one mocked SPI bus.
+pub fn board_text(broker: SocketAddr) -> String {
+    format!(
+        r#"
+[board]
+name = "test"
+target = "x86_64-unknown-linux-gnu"
+
+[broker.listeners.local]
+address = "{broker}"
+
+[gateway]
+reconnect_min_ms = 20
+reconnect_max_ms = 200
+retry_min_ms = 20
+retry_max_ms = 100
+
+[[bus]]
+name = "spi0"
+kind = "spi"
+mock = true
+
+[[device]]
+name = "adc"
+bus = "spi0"
+driver = "mcp3008"
+chip_select = 0
+poll_ms = 40
+raw = true
+[device.options]
+vref = 3.3
+
+[[device]]
+name = "oven"
+bus = "spi0"
+driver = "max31855"
+chip_select = 1
+mode = 1
+poll_ms = 40
+
+[[device]]
+name = "io"
+bus = "spi0"
+driver = "mcp23s17"
+chip_select = 2
+poll_ms = 100
+[device.options]
+outputs = 0x00FF
+"#
+    )
+}
+
+/// A gateway running in-process with its mock bus.
+pub struct Gateway {
+    pub bus: MockSpiBus,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<Counters, runtime::RuntimeError>>,
+}
+
+impl Gateway {
+    pub fn start(broker: SocketAddr) -> Gateway {
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info,rumqttc=warn").try_init();
+        let board = board::Board::parse(&board_text(broker), Path::new("test.toml")).unwrap();
+        let mut plan = spi_gateway::plan(&board, true).unwrap();
+        plan.settings.health_interval = Duration::from_millis(100);
+        let bus = plan.mocks["spi0"].clone();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(spi_gateway::run(plan, async {
+            let _ = stopped.await;
+        }));
+        Gateway { bus, stop: Some(stop), task }
+    }
+
+    pub async fn stop(mut self) -> Counters {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(test_support::TIMEOUT, &mut self.task).await.unwrap().unwrap().unwrap()
+    }
+}
+
+pub fn topic(device: &str, leaf: &str) -> String {
+    format!("busgate/test/spi/spi0/{device}/{leaf}")
+}
+
+pub fn json(message: &Received) -> serde_json::Value {
+    serde_json::from_slice(&message.payload).unwrap_or_else(|e| panic!("{} is not JSON: {e}", message.text()))
+}
+
+/// Validates a message against the checked-in JSON Schema `name`.
+#[track_caller]
+pub fn check_schema(name: &str, message: &Received) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/schema/schemas").join(name);
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let value = json(message);
+    let errors: Vec<String> = validator.iter_errors(&value).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{} on {} violates {name}: {errors:?}", message.text(), message.topic);
+    value
+}
+
+/// Sends a command and waits for the reply with its id.
+pub async fn command(client: &mut Client, device: &str, id: &str, body: &str) -> serde_json::Value {
+    client.publish(&topic(device, "set"), body.replace("$ID", id)).await;
+    let reply_topic = topic(device, "reply");
+    let reply = client.wait_for(|m| m.topic == reply_topic && json(m)["id"] == id).await;
+    check_schema("reply.json", &reply)
+}
+
+/// Starts a broker, a watching client subscribed to the test board, and the gateway, and
+/// waits until every device is online.
+pub async fn setup() -> (test_support::Broker, Client, Gateway) {
+    let broker = test_support::Broker::start();
+    let mut client = Client::connect(broker.address(), "watcher").await;
+    client.subscribe("busgate/test/#").await;
+    let gateway = Gateway::start(broker.address());
+    for device in ["adc", "oven", "io"] {
+        client.wait_for(|m| m.topic == topic(device, "availability") && json(m)["state"] == "online").await;
+    }
+    (broker, client, gateway)
+}
