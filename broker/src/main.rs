@@ -29,7 +29,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // rumqttd is chatty: it logs every connection at info (hidden by default) and even an
     // ordinary disconnection at error (shown).
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,broker=info"));
+    // rumqttd's router logs every ordinary client disconnect as an error ("no-connection id
+    // ... is already gone"); those lines are left out unless RUST_LOG asks for them.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,broker=info,rumqttd::router::routing=off"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -185,7 +185,7 @@ fn describe(line: &str) -> Option<String> {
             let mut values = Vec::new();
             for (name, m) in payload["values"].as_object()? {
                 let value = match &m["value"] {
-                    serde_json::Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), |f| format!("{f:.2}")),
+                    serde_json::Value::Number(n) if n.is_f64() => n.as_f64().map_or_else(|| n.to_string(), |f| format!("{f:.2}")),
                     other => other.to_string(),
                 };
                 let unit = m["unit"].as_str().map(|u| format!(" {u}")).unwrap_or_default();
@@ -193,11 +193,10 @@ fn describe(line: &str) -> Option<String> {
             }
             Some(format!("{time} {kind} {device:<10} {}", values.join(" ")))
         }
-        [_, _, _, _, device, "availability"] => Some(format!(
-            "{time} !! {device} is {} {}",
-            payload["state"].as_str()?,
-            payload["reason"].as_str().unwrap_or("")
-        )),
+        [_, _, _, _, device, "availability"] => {
+            let reason = payload["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default();
+            Some(format!("{time} !! {device} is {}{reason}", payload["state"].as_str()?))
+        }
         [_, _, _, _, device, leaf @ ("reply" | "set")] => Some(format!("{time} {device} {leaf} {payload}")),
         [_, _, gateway, "status"] => Some(format!("{time} {gateway} is {}", payload["state"].as_str()?)),
         _ => None,
