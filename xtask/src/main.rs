@@ -62,11 +62,14 @@ pub fn run_step(mut command: Command, what: &str) -> anyhow::Result<()> {
 
 fn bench() -> anyhow::Result<()> {
     let mut build = cargo();
-    build.args(["build", "--release", "--package", "broker", "--package", "i2c-gateway"]);
-    run_step(build, "building the release broker and gateway")?;
-    let mut throughput = cargo();
-    throughput.args(["bench", "--package", "i2c-gateway", "--bench", "throughput"]);
-    run_step(throughput, "gateway throughput (50 devices at 100 Hz)")
+    build.args(["build", "--release", "--package", "broker", "--package", "i2c-gateway", "--package", "spi-gateway"]);
+    run_step(build, "building the release broker and gateways")?;
+    for gateway in ["i2c-gateway", "spi-gateway"] {
+        let mut throughput = cargo();
+        throughput.args(["bench", "--package", gateway, "--bench", "throughput"]);
+        run_step(throughput, &format!("{gateway} throughput (50 simulated devices at 100 Hz)"))?;
+    }
+    Ok(())
 }
 
 fn ci() -> anyhow::Result<()> {

@@ -185,7 +185,9 @@ fn describe(line: &str) -> Option<String> {
             let mut values = Vec::new();
             for (name, m) in payload["values"].as_object()? {
                 let value = match &m["value"] {
-                    serde_json::Value::Number(n) if n.is_f64() => n.as_f64().map_or_else(|| n.to_string(), |f| format!("{f:.2}")),
+                    serde_json::Value::Number(n) if n.is_f64() => {
+                        n.as_f64().map_or_else(|| n.to_string(), |f| format!("{f:.2}"))
+                    }
                     other => other.to_string(),
                 };
                 let unit = m["unit"].as_str().map(|u| format!(" {u}")).unwrap_or_default();
