@@ -4,13 +4,10 @@
 //! is not acknowledged, a transaction's operations reach the chip in order, and faults can be
 //! injected per address (device removed, device back, bus error) while the gateway runs.
 
-use std::any::Any;
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
-
 use device::{I2cChip, SimFault};
 use embedded_hal::i2c::{self, ErrorKind, NoAcknowledgeSource, Operation, SevenBitAddress};
+
+use crate::host::Host;
 
 /// A fault injected at one address, lasting until cleared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,31 +36,15 @@ impl std::fmt::Display for MockI2cError {
 
 impl std::error::Error for MockI2cError {}
 
-struct Slot {
-    chip: Box<dyn I2cChip>,
-    fault: Option<Injected>,
-}
-
-struct Inner {
-    chips: BTreeMap<u8, Slot>,
-    /// Fixed when the bus is created; chips drift relative to it (see `I2cChip::advance`).
-    started: Instant,
-    /// When true, chips are advanced to the wall-clock time before each transaction. Tests
-    /// leave it off so that readings depend only on what they set.
-    live: bool,
-    transactions: u64,
-}
-
 /// A mock I2C bus. Cloning gives another handle to the same bus.
 #[derive(Clone)]
 pub struct MockI2cBus {
-    inner: Arc<Mutex<Inner>>,
+    chips: Host<Box<dyn I2cChip>, Injected>,
 }
 
 impl std::fmt::Debug for MockI2cBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let inner = self.lock();
-        f.debug_struct("MockI2cBus").field("addresses", &inner.chips.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("MockI2cBus").field("addresses", &self.chips.positions()).finish()
     }
 }
 
@@ -76,27 +57,12 @@ impl Default for MockI2cBus {
 impl MockI2cBus {
     /// An empty bus whose chips hold still (for tests).
     pub fn new() -> Self {
-        Self {
-            inner: Arc::new(Mutex::new(Inner {
-                chips: BTreeMap::new(),
-                started: Instant::now(),
-                live: false,
-                transactions: 0,
-            })),
-        }
+        Self { chips: Host::new(false) }
     }
 
     /// An empty bus whose chips drift with wall-clock time (for the simulated board).
     pub fn live() -> Self {
-        let bus = Self::new();
-        bus.lock().live = true;
-        bus
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock can only come from a simulated chip; the bus state is
-        // still consistent, so carry on rather than poisoning every later transfer.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        Self { chips: Host::new(true) }
     }
 
     /// Places a simulated chip at a 7-bit address, replacing any chip there.
@@ -107,7 +73,7 @@ impl MockI2cBus {
     /// Places a boxed simulated chip at a 7-bit address, as the gateway's driver registry
     /// builds them.
     pub fn attach_boxed(&self, address: u8, chip: Box<dyn I2cChip>) {
-        self.lock().chips.insert(address, Slot { chip, fault: None });
+        self.chips.attach(address, chip);
     }
 
     /// A handle for one driver. All handles share the bus.
@@ -118,67 +84,50 @@ impl MockI2cBus {
     /// Injects a fault at an address (or clears it with `None`). Returns false if no chip is
     /// attached there.
     pub fn inject(&self, address: u8, fault: Option<Injected>) -> bool {
-        match self.lock().chips.get_mut(&address) {
-            Some(slot) => {
-                slot.fault = fault;
-                true
-            }
-            None => false,
-        }
+        self.chips.inject(address, fault)
     }
 
     /// Sets a simulated input on the chip at `address` (see `I2cChip::set_input`).
     pub fn set_input(&self, address: u8, name: &str, value: f64) -> bool {
-        self.lock().chips.get_mut(&address).is_some_and(|slot| slot.chip.set_input(name, value))
+        self.chips.set_input(address, name, value)
     }
 
     /// Reads back a named piece of chip state (see `I2cChip::inspect`).
     pub fn inspect(&self, address: u8, name: &str) -> Option<f64> {
-        self.lock().chips.get(&address).and_then(|slot| slot.chip.inspect(name))
+        self.chips.inspect(address, name)
     }
 
     /// Runs `f` on the concrete chip at `address`, if it is a `T`.
     pub fn with_chip<T: I2cChip, R>(&self, address: u8, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        let mut inner = self.lock();
-        let slot = inner.chips.get_mut(&address)?;
-        let chip: &mut dyn Any = slot.chip.as_mut();
-        chip.downcast_mut::<T>().map(f)
+        self.chips.with_chip(address, f)
     }
 
     /// How many transactions the bus has carried (for benchmarks and tests).
     pub fn transactions(&self) -> u64 {
-        self.lock().transactions
+        self.chips.transactions()
     }
 
     fn transact(&self, address: u8, operations: &mut [Operation<'_>]) -> Result<(), MockI2cError> {
-        let mut inner = self.lock();
-        inner.transactions += 1;
-        let elapsed = inner.started.elapsed();
-        let live = inner.live;
-        let Some(slot) = inner.chips.get_mut(&address) else {
-            return Err(MockI2cError(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address)));
-        };
-        match slot.fault {
-            Some(Injected::Removed) => {
-                return Err(MockI2cError(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address)));
+        self.chips.transact(address, |slot| {
+            let not_acknowledged = MockI2cError(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address));
+            let slot = slot.ok_or(not_acknowledged)?;
+            match slot.fault {
+                Some(Injected::Removed) => return Err(not_acknowledged),
+                Some(Injected::BusError) => return Err(MockI2cError(ErrorKind::Bus)),
+                None => {}
             }
-            Some(Injected::BusError) => return Err(MockI2cError(ErrorKind::Bus)),
-            None => {}
-        }
-        if live {
-            slot.chip.advance(elapsed);
-        }
-        for operation in operations {
-            let result = match operation {
-                Operation::Write(bytes) => slot.chip.write(bytes),
-                Operation::Read(buffer) => slot.chip.read(buffer),
-            };
-            result.map_err(|fault| match fault {
-                SimFault::Nack => MockI2cError(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Data)),
-                SimFault::Bus => MockI2cError(ErrorKind::Bus),
-            })?;
-        }
-        Ok(())
+            for operation in operations {
+                let result = match operation {
+                    Operation::Write(bytes) => slot.chip.write(bytes),
+                    Operation::Read(buffer) => slot.chip.read(buffer),
+                };
+                result.map_err(|fault| match fault {
+                    SimFault::Nack => MockI2cError(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Data)),
+                    SimFault::Bus => MockI2cError(ErrorKind::Bus),
+                })?;
+            }
+            Ok(())
+        })
     }
 }
 

@@ -6,13 +6,10 @@
 //! the gateway runs: an absent chip (MISO floats high or is pulled low: the bus reads all 0xFF
 //! or all 0x00) and transfer errors.
 
-use std::any::Any;
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
-
 use device::{SimFault, SpiChip};
 use embedded_hal::spi::{self, ErrorKind, Operation};
+
+use crate::host::Host;
 
 /// A fault injected at one chip select, lasting until cleared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,29 +39,15 @@ impl std::fmt::Display for MockSpiError {
 
 impl std::error::Error for MockSpiError {}
 
-struct Slot {
-    chip: Box<dyn SpiChip>,
-    fault: Option<Injected>,
-}
-
-struct Inner {
-    chips: BTreeMap<u8, Slot>,
-    started: Instant,
-    /// Chips drift with wall-clock time (the simulated board); off in tests.
-    live: bool,
-    transactions: u64,
-}
-
 /// A mock SPI bus. Cloning gives another handle to the same bus.
 #[derive(Clone)]
 pub struct MockSpiBus {
-    inner: Arc<Mutex<Inner>>,
+    chips: Host<Box<dyn SpiChip>, Injected>,
 }
 
 impl std::fmt::Debug for MockSpiBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let inner = self.lock();
-        f.debug_struct("MockSpiBus").field("chip_selects", &inner.chips.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("MockSpiBus").field("chip_selects", &self.chips.positions()).finish()
     }
 }
 
@@ -77,26 +60,12 @@ impl Default for MockSpiBus {
 impl MockSpiBus {
     /// An empty bus whose chips hold still (for tests).
     pub fn new() -> Self {
-        Self {
-            inner: Arc::new(Mutex::new(Inner {
-                chips: BTreeMap::new(),
-                started: Instant::now(),
-                live: false,
-                transactions: 0,
-            })),
-        }
+        Self { chips: Host::new(false) }
     }
 
     /// An empty bus whose chips drift with wall-clock time (for the simulated board).
     pub fn live() -> Self {
-        let bus = Self::new();
-        bus.lock().live = true;
-        bus
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic in a simulated chip leaves the bus consistent; keep going.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        Self { chips: Host::new(true) }
     }
 
     /// Places a simulated chip at a chip select, replacing any chip there.
@@ -106,7 +75,7 @@ impl MockSpiBus {
 
     /// Places a boxed simulated chip, as the gateway's driver registry builds them.
     pub fn attach_boxed(&self, chip_select: u8, chip: Box<dyn SpiChip>) {
-        self.lock().chips.insert(chip_select, Slot { chip, fault: None });
+        self.chips.attach(chip_select, chip);
     }
 
     /// The embedded-hal `SpiDevice` for one chip select. A chip select with no chip behaves as
@@ -118,63 +87,50 @@ impl MockSpiBus {
     /// Injects a fault at a chip select (or clears it with `None`). Returns false if no chip
     /// is attached there.
     pub fn inject(&self, chip_select: u8, fault: Option<Injected>) -> bool {
-        match self.lock().chips.get_mut(&chip_select) {
-            Some(slot) => {
-                slot.fault = fault;
-                true
-            }
-            None => false,
-        }
+        self.chips.inject(chip_select, fault)
     }
 
     /// Sets a simulated input on the chip at `chip_select` (see `SpiChip::set_input`).
     pub fn set_input(&self, chip_select: u8, name: &str, value: f64) -> bool {
-        self.lock().chips.get_mut(&chip_select).is_some_and(|slot| slot.chip.set_input(name, value))
+        self.chips.set_input(chip_select, name, value)
     }
 
     /// Reads back a named piece of chip state (see `SpiChip::inspect`).
     pub fn inspect(&self, chip_select: u8, name: &str) -> Option<f64> {
-        self.lock().chips.get(&chip_select).and_then(|slot| slot.chip.inspect(name))
+        self.chips.inspect(chip_select, name)
     }
 
     /// Runs `f` on the concrete chip at `chip_select`, if it is a `T`.
     pub fn with_chip<T: SpiChip, R>(&self, chip_select: u8, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        let mut inner = self.lock();
-        let chip: &mut dyn Any = inner.chips.get_mut(&chip_select)?.chip.as_mut();
-        chip.downcast_mut::<T>().map(f)
+        self.chips.with_chip(chip_select, f)
     }
 
     /// How many transactions the bus has carried.
     pub fn transactions(&self) -> u64 {
-        self.lock().transactions
+        self.chips.transactions()
     }
 
     fn transact(&self, chip_select: u8, operations: &mut [Operation<'_, u8>]) -> Result<(), MockSpiError> {
-        let mut inner = self.lock();
-        inner.transactions += 1;
-        let elapsed = inner.started.elapsed();
-        let live = inner.live;
-        let Some(slot) = inner.chips.get_mut(&chip_select) else {
-            fill_reads(operations, 0xFF);
-            return Ok(());
-        };
-        match slot.fault {
-            Some(Injected::Absent(level)) => {
-                fill_reads(operations, level);
+        self.chips.transact(chip_select, |slot| {
+            let Some(slot) = slot else {
+                fill_reads(operations, 0xFF);
                 return Ok(());
+            };
+            match slot.fault {
+                Some(Injected::Absent(level)) => {
+                    fill_reads(operations, level);
+                    return Ok(());
+                }
+                Some(Injected::TransferError) => return Err(MockSpiError(ErrorKind::Other)),
+                None => {}
             }
-            Some(Injected::TransferError) => return Err(MockSpiError(ErrorKind::Other)),
-            None => {}
-        }
-        if live {
-            slot.chip.advance(elapsed);
-        }
-        let chip = slot.chip.as_mut();
-        chip.select();
-        let result = operations.iter_mut().try_for_each(|operation| clock(chip, operation));
-        chip.deselect();
-        result.map_err(|fault| match fault {
-            SimFault::Nack | SimFault::Bus => MockSpiError(ErrorKind::Other),
+            let chip = slot.chip.as_mut();
+            chip.select();
+            let result = operations.iter_mut().try_for_each(|operation| clock(chip, operation));
+            chip.deselect();
+            result.map_err(|fault| match fault {
+                SimFault::Nack | SimFault::Bus => MockSpiError(ErrorKind::Other),
+            })
         })
     }
 }
