@@ -222,6 +222,25 @@ impl Received {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.payload).into_owned()
     }
+
+    /// The payload as JSON; fails the test if it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).unwrap_or_else(|e| panic!("{} is not JSON: {e}", self.text()))
+    }
+
+    /// Validates the payload against the checked-in JSON Schema `name` (e.g. `reading.json`)
+    /// and returns it; fails the test naming every violation.
+    #[track_caller]
+    pub fn check_schema(&self, name: &str) -> serde_json::Value {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/schemas").join(name);
+        let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let value = self.json();
+        let errors: Vec<String> =
+            validator.iter_errors(&value).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{} on {} violates {name}: {errors:?}", self.text(), self.topic);
+        value
+    }
 }
 
 /// An MQTT client as an application would use it, recording everything it receives.
@@ -303,6 +322,14 @@ impl Client {
     /// Waits for a message on exactly `topic`.
     pub async fn wait_on(&mut self, topic: &str) -> Received {
         self.wait_for(|m| m.topic == topic).await
+    }
+
+    /// Publishes a command (`$ID` in `body` replaced by `id`) on `set_topic` and waits for the
+    /// schema-valid reply with that id on `reply_topic`.
+    pub async fn command(&mut self, set_topic: &str, reply_topic: &str, id: &str, body: &str) -> serde_json::Value {
+        self.publish(set_topic, body.replace("$ID", id)).await;
+        let reply = self.wait_for(|m| m.topic == reply_topic && m.json()["id"] == id).await;
+        reply.check_schema("reply.json")
     }
 
     /// Waits until the client has reconnected after its broker went away.

@@ -110,27 +110,18 @@ pub fn topic(device: &str, leaf: &str) -> String {
 }
 
 pub fn json(message: &Received) -> serde_json::Value {
-    serde_json::from_slice(&message.payload).unwrap_or_else(|e| panic!("{} is not JSON: {e}", message.text()))
+    message.json()
 }
 
 /// Validates a message against the checked-in JSON Schema `name`.
 #[track_caller]
 pub fn check_schema(name: &str, message: &Received) -> serde_json::Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/schema/schemas").join(name);
-    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let value = json(message);
-    let errors: Vec<String> = validator.iter_errors(&value).map(|e| format!("{e} at {}", e.instance_path())).collect();
-    assert!(errors.is_empty(), "{} on {} violates {name}: {errors:?}", message.text(), message.topic);
-    value
+    message.check_schema(name)
 }
 
-/// Sends a command and waits for the reply with its id.
+/// Sends a command to a test-board device and waits for the reply with its id.
 pub async fn command(client: &mut Client, device: &str, id: &str, body: &str) -> serde_json::Value {
-    client.publish(&topic(device, "set"), body.replace("$ID", id)).await;
-    let reply_topic = topic(device, "reply");
-    let reply = client.wait_for(|m| m.topic == reply_topic && json(m)["id"] == id).await;
-    check_schema("reply.json", &reply)
+    client.command(&topic(device, "set"), &topic(device, "reply"), id, body).await
 }
 
 /// Starts a broker, a watching client subscribed to the test board, and the gateway, and
