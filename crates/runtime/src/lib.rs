@@ -11,6 +11,7 @@ pub mod bus;
 pub mod cli;
 mod gateway;
 pub mod outbox;
+pub mod registry;
 mod session;
 
 pub use bus::{Hosted, RetryPolicy};

@@ -38,10 +38,11 @@ pub const DRIVERS: &[Driver] = &[
     },
 ];
 
-pub fn find(name: &str) -> Option<&'static Driver> {
-    DRIVERS.iter().find(|driver| driver.name == name)
-}
-
-pub fn names() -> Vec<&'static str> {
-    DRIVERS.iter().map(|driver| driver.name).collect()
+impl runtime::registry::DriverEntry for Driver {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn options(&self) -> &'static [&'static str] {
+        self.options
+    }
 }

@@ -38,24 +38,7 @@ pub fn plan(board: &Board, still: bool) -> Result<Plan, BoardError> {
         let mut devices = Vec::new();
         for device in board.devices_on(&bus.name) {
             let field = |f: &str| format!("device[{}].{f}", device.index);
-            let driver = registry::find(&device.driver).ok_or_else(|| {
-                board.error_at(
-                    device.driver_span.clone(),
-                    field("driver"),
-                    format!("unknown SPI driver {:?}; known drivers: {}", device.driver, registry::names().join(", ")),
-                )
-            })?;
-            if let Some(unknown) = device.options.unknown(driver.options).next() {
-                return Err(board.error_at(
-                    device.options_span.clone(),
-                    field("options"),
-                    format!(
-                        "driver {} has no option {unknown:?}; its options: {}",
-                        driver.name,
-                        driver.options.join(", ")
-                    ),
-                ));
-            }
+            let driver = runtime::registry::find(board, device, "SPI", registry::DRIVERS)?;
             let Some(spi) = device.spi else {
                 return Err(board.error_at(
                     device.driver_span.clone(),
