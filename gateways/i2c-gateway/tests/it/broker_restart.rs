@@ -117,3 +117,36 @@ async fn a_full_outbox_drops_the_oldest_and_counts_them() {
     let counters = gateway.stop().await;
     assert!(counters.dropped >= dropped, "{counters:?}");
 }
+
+/// A gateway started before its broker keeps trying, and delivers what it read meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_started_before_the_broker_connects_when_it_appears() {
+    let port = test_support::free_port();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let gateway = Gateway::start(address);
+    wait_for_transactions(&gateway.bus, 30).await;
+
+    let journal_dir = test_support::temp_dir("journal");
+    let journal_path = journal_dir.join("journal.jsonl");
+    let _broker = Broker::start_on(
+        port,
+        &format!(
+            "[broker.journal]\nenabled = true\noutput = {{ file = {{ path = \"{}\" }} }}\n",
+            journal_path.display()
+        ),
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let entries = journal(&journal_path);
+        let seen = seqs(&entries, "supply");
+        // Reading 0 was taken before the broker existed; it arrives, and so do the rest.
+        if seen.contains(&0) && seen.len() > 5 {
+            let max = *seen.iter().max().unwrap();
+            assert_eq!(seen.len() as u64, max + 1, "a gap in {seen:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "readings from before the broker started never arrived: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gateway.stop().await;
+}
