@@ -156,6 +156,10 @@ pub enum ParamKind {
     Hex {
         max_bytes: usize,
     },
+    /// A name or word of 1 to `max_chars` printable characters.
+    Text {
+        max_chars: usize,
+    },
 }
 
 impl fmt::Display for ParamKind {
@@ -166,6 +170,7 @@ impl fmt::Display for ParamKind {
             ParamKind::Float { min, max } => write!(f, "a number from {min} to {max}"),
             ParamKind::Choice(words) => write!(f, "one of {}", words.join(", ")),
             ParamKind::Hex { max_bytes } => write!(f, "a hex string of 1 to {max_bytes} bytes"),
+            ParamKind::Text { max_chars } => write!(f, "a string of 1 to {max_chars} characters"),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use device::{Args, Device, DeviceError, Outcome, Sample};
+use device::{Args, CommandSpec, Device, DeviceError, Outcome, Sample};
 use tokio::sync::mpsc as async_mpsc;
 
 use crate::backoff::Backoff;
@@ -26,6 +26,18 @@ pub struct Hosted {
     pub name: String,
     pub poll_interval: Duration,
     pub device: Box<dyn Device>,
+    /// Controls of the simulated chip, for a device on a mock bus; `None` on real hardware,
+    /// so the `sim` topic exists only in mock mode.
+    pub sim: Option<Box<dyn SimControl>>,
+}
+
+/// Fault injection and simulated inputs for one device on a mock bus, reached through the
+/// device's `sim` topic. It acts on the mock bus directly (no bus I/O), so it runs on the
+/// MQTT side.
+pub trait SimControl: Send {
+    /// The actions it accepts, validated like device commands.
+    fn commands(&self) -> Vec<CommandSpec>;
+    fn command(&mut self, action: &str, args: &Args) -> Result<Outcome, DeviceError>;
 }
 
 impl std::fmt::Debug for Hosted {
@@ -293,7 +305,8 @@ mod tests {
         let (tx, rx) = async_mpsc::channel(100);
         let inits = Arc::new(Mutex::new(0));
         let device = Scripted { results: Arc::new(Mutex::new(results)), inits: inits.clone() };
-        let hosted = Hosted { name: "d".into(), poll_interval: Duration::from_millis(100), device: Box::new(device) };
+        let hosted =
+            Hosted { name: "d".into(), poll_interval: Duration::from_millis(100), device: Box::new(device), sim: None };
         let policy = RetryPolicy { min: Duration::from_millis(50), max: Duration::from_millis(400) };
         (BusWorker::new(0, vec![hosted], policy, tx), rx, inits)
     }

@@ -23,7 +23,7 @@ use schema::{
 use tokio::sync::mpsc;
 
 use crate::backoff::Backoff;
-use crate::bus::{BusEvent, BusWorker, CommandFailure, DeviceId, Hosted, Job, RetryPolicy};
+use crate::bus::{BusEvent, BusWorker, CommandFailure, DeviceId, Hosted, Job, RetryPolicy, SimControl};
 use crate::outbox::{Message, Outbox};
 use crate::session::{self, SessionEvent};
 
@@ -97,6 +97,8 @@ pub struct Counters {
 struct Entry {
     name: String,
     description: Description,
+    /// The simulated chip's controls and their description (mock buses only).
+    sim: Option<(Box<dyn SimControl>, Description)>,
     state: String,
     reply: String,
     availability: String,
@@ -119,6 +121,7 @@ struct Gateway {
     topics: GatewayTopics,
     devices: Vec<Vec<Entry>>,
     by_set_topic: HashMap<String, DeviceId>,
+    by_sim_topic: HashMap<String, DeviceId>,
     jobs: Vec<std_mpsc::Sender<Job>>,
     client: AsyncClient,
     connected: bool,
@@ -146,16 +149,25 @@ pub async fn run(
     let (bus_events_tx, mut bus_events) = mpsc::channel(1024);
     let mut devices = Vec::new();
     let mut by_set_topic = HashMap::new();
+    let mut by_sim_topic = HashMap::new();
     let mut jobs = Vec::new();
     let mut threads = Vec::new();
-    for (bus_index, bus) in buses.into_iter().enumerate() {
+    for (bus_index, mut bus) in buses.into_iter().enumerate() {
         let mut entries = Vec::new();
-        for (device_index, hosted) in bus.devices.iter().enumerate() {
+        for (device_index, hosted) in bus.devices.iter_mut().enumerate() {
             let t = DeviceTopics::new(&settings.board, &settings.bus_kind, &bus.name, &hosted.name);
-            by_set_topic.insert(t.set(), DeviceId { bus: bus_index, device: device_index });
+            let id = DeviceId { bus: bus_index, device: device_index };
+            by_set_topic.insert(t.set(), id);
+            let description = hosted.device.describe();
+            let sim = hosted.sim.take().map(|sim| {
+                by_sim_topic.insert(t.sim(), id);
+                let commands = sim.commands();
+                (sim, Description { model: description.model, quantities: Vec::new(), commands })
+            });
             entries.push(Entry {
                 name: hosted.name.clone(),
-                description: hosted.device.describe(),
+                description,
+                sim,
                 state: t.state(),
                 reply: t.reply(),
                 availability: t.availability(),
@@ -187,6 +199,7 @@ pub async fn run(
         topics,
         devices,
         by_set_topic,
+        by_sim_topic,
         jobs,
         client,
         connected: false,
@@ -324,6 +337,12 @@ impl Gateway {
                     if let Err(error) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
                         tracing::warn!(%error, "subscribing to commands");
                     }
+                    if !self.by_sim_topic.is_empty() {
+                        let filter = schema::topic::sim_filter(&self.settings.board, &self.settings.bus_kind);
+                        if let Err(error) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
+                            tracing::warn!(%error, "subscribing to simulation controls");
+                        }
+                    }
                 }
                 let status = Status {
                     v: Version,
@@ -360,6 +379,10 @@ impl Gateway {
 
     fn on_command(&mut self, publish: &rumqttc::Publish) {
         self.counters.commands_in += 1;
+        if let Some(&id) = self.by_sim_topic.get(&publish.topic) {
+            self.on_sim_command(id, publish);
+            return;
+        }
         let Some(&id) = self.by_set_topic.get(&publish.topic) else {
             tracing::debug!(topic = %publish.topic, "message for a device this gateway does not host");
             return;
@@ -407,6 +430,24 @@ impl Gateway {
                 self.refuse(id, &error);
             }
         }
+    }
+
+    /// Runs a simulation control at once: it only touches the mock bus's chip state.
+    fn on_sim_command(&mut self, id: DeviceId, publish: &rumqttc::Publish) {
+        let entry = &mut self.devices[id.bus][id.device];
+        let Some((sim, description)) = &mut entry.sim else { return };
+        let parsed = Command::parse(&publish.payload).and_then(|command| {
+            let args = command.args_for(description)?;
+            Ok((command, args))
+        });
+        let (command, args) = match parsed {
+            Ok(parsed) => parsed,
+            Err(error) => return self.refuse(id, &error),
+        };
+        tracing::info!(device = %entry.name, action = %command.action, "simulation control");
+        let result = sim.command(&command.action, &args).map_err(CommandFailure::Device);
+        let event = BusEvent::Reply { id, request: command.id, action: command.action, result };
+        self.on_bus_event(event);
     }
 
     fn refuse(&mut self, id: DeviceId, error: &CommandError) {

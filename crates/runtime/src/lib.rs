@@ -13,6 +13,7 @@ mod gateway;
 pub mod outbox;
 pub mod registry;
 mod session;
+pub mod sim;
 
-pub use bus::{Hosted, RetryPolicy};
+pub use bus::{Hosted, RetryPolicy, SimControl};
 pub use gateway::{Bus, Counters, RuntimeError, Settings, run};

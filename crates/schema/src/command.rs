@@ -232,6 +232,13 @@ fn check_args(spec: &CommandSpec, args: &Map<String, Json>) -> Result<device::Ar
                 Value::Float(f)
             }
             (ParamKind::Choice(words), Json::String(s)) if words.contains(&s.as_str()) => Value::Text(s.clone()),
+            (ParamKind::Text { max_chars }, Json::String(s)) => {
+                let count = s.chars().count();
+                if count == 0 || count > *max_chars || s.chars().any(char::is_control) {
+                    return Err(wrong());
+                }
+                Value::Text(s.clone())
+            }
             (ParamKind::Hex { max_bytes }, Json::String(s)) => {
                 let bytes = parse_hex(s).ok_or_else(wrong)?;
                 if bytes.is_empty() || bytes.len() > *max_bytes {

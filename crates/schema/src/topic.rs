@@ -43,6 +43,10 @@ impl DeviceTopics {
     pub fn availability(&self) -> String {
         format!("{}/availability", self.prefix)
     }
+    /// Simulation control (mock buses only): fault injection and simulated inputs.
+    pub fn sim(&self) -> String {
+        format!("{}/sim", self.prefix)
+    }
 }
 
 /// Identifies one gateway process.
@@ -70,6 +74,11 @@ pub fn command_filter(board: &str, bus_kind: &str) -> String {
     format!("{ROOT}/{board}/{bus_kind}/+/+/set")
 }
 
+/// The filter for the simulation controls of all devices of one bus kind (mock mode only).
+pub fn sim_filter(board: &str, bus_kind: &str) -> String {
+    format!("{ROOT}/{board}/{bus_kind}/+/+/sim")
+}
+
 /// Everything under a board, for watching.
 pub fn board_filter(board: &str) -> String {
     format!("{ROOT}/{board}/#")
@@ -88,6 +97,7 @@ pub enum DeviceLeaf {
     Set,
     Reply,
     Availability,
+    Sim,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +116,7 @@ pub fn parse(topic: &str) -> Option<Parsed<'_>> {
                 "set" => DeviceLeaf::Set,
                 "reply" => DeviceLeaf::Reply,
                 "availability" => DeviceLeaf::Availability,
+                "sim" => DeviceLeaf::Sim,
                 _ => return None,
             };
             Some(Parsed::Device { board, bus_kind, bus, device, leaf })
@@ -178,6 +189,14 @@ pub const TOPICS: &[TopicDoc] = &[
         meaning: "online, or offline with the reason (no acknowledge, bus error, chip fault)",
     },
     TopicDoc {
+        pattern: "busgate/{board}/{bus_kind}/{bus}/{device}/sim",
+        direction: Direction::ToGateway,
+        retained: false,
+        qos: 1,
+        schema: "command.json",
+        meaning: "mock buses only: fault injection and simulated inputs (remove, restore, bus_error, set_input, ...), answered on reply",
+    },
+    TopicDoc {
         pattern: "busgate/{board}/{gateway}/status",
         direction: Direction::FromGateway,
         retained: true,
@@ -238,6 +257,7 @@ mod tests {
             (t.set(), DeviceLeaf::Set),
             (t.reply(), DeviceLeaf::Reply),
             (t.availability(), DeviceLeaf::Availability),
+            (t.sim(), DeviceLeaf::Sim),
         ] {
             assert_eq!(
                 parse(&topic),
@@ -267,7 +287,7 @@ mod tests {
         };
         let t = DeviceTopics::new("b", "k", "u", "d");
         let g = GatewayTopics::new("b", "g-gateway");
-        let built = [t.state(), t.set(), t.reply(), t.availability(), g.status(), g.health()];
+        let built = [t.state(), t.set(), t.reply(), t.availability(), t.sim(), g.status(), g.health()];
         let documented: Vec<String> = TOPICS.iter().map(|doc| fill(doc.pattern)).collect();
         assert_eq!(documented, built);
     }

@@ -10,6 +10,7 @@ use buses::{I2cBus, MockI2cBus};
 use runtime::{Bus, Counters, Hosted, Settings};
 
 pub mod registry;
+pub mod sim;
 
 /// The buses and devices of a board, ready to run; the mock buses stay reachable for tests.
 #[derive(Debug)]
@@ -45,15 +46,20 @@ pub fn plan(board: &Board, still: bool) -> Result<Plan, BoardError> {
                     "an I2C device needs an address",
                 ));
             };
-            if let I2cBus::Mock(mock) = &backend {
-                mock.attach_boxed(address, (driver.simulate)(address, &device.options));
-            }
+            let sim: Option<Box<dyn runtime::SimControl>> = match &backend {
+                I2cBus::Mock(mock) => {
+                    mock.attach_boxed(address, (driver.simulate)(address, &device.options));
+                    Some(Box::new(sim::I2cSim { bus: mock.clone(), address }))
+                }
+                I2cBus::Linux(_) => None,
+            };
             let built = (driver.build)(backend.handle(), address, &device.options)
                 .map_err(|error| board.error_at(device.options_span.clone(), field("options"), error.to_string()))?;
             devices.push(Hosted {
                 name: device.name.clone(),
                 poll_interval: Duration::from_millis(device.poll_ms),
                 device: built,
+                sim,
             });
         }
         if !devices.is_empty() {

@@ -11,6 +11,7 @@ use runtime::{Bus, Counters, Hosted, Settings};
 
 pub mod raw;
 pub mod registry;
+pub mod sim;
 
 /// The buses and devices of a board, ready to run; the mock buses stay reachable for tests.
 #[derive(Debug)]
@@ -47,9 +48,13 @@ pub fn plan(board: &Board, still: bool) -> Result<Plan, BoardError> {
                 ));
             };
             let config = SpiConfig { mode: spi.mode, max_speed_hz: spi.max_speed_hz, bits_per_word: spi.bits_per_word };
-            if let SpiBus::Mock(mock) = &backend {
-                mock.attach_boxed(spi.chip_select, (driver.simulate)(&device.options));
-            }
+            let sim: Option<Box<dyn runtime::SimControl>> = match &backend {
+                SpiBus::Mock(mock) => {
+                    mock.attach_boxed(spi.chip_select, (driver.simulate)(&device.options));
+                    Some(Box::new(sim::SpiSim { bus: mock.clone(), chip_select: spi.chip_select }))
+                }
+                SpiBus::Linux { .. } => None,
+            };
             let built = (driver.build)(backend.handle(spi.chip_select, config), &device.options)
                 .map_err(|error| board.error_at(device.options_span.clone(), field("options"), error.to_string()))?;
             let raw = backend.handle(spi.chip_select, config);
@@ -57,6 +62,7 @@ pub fn plan(board: &Board, still: bool) -> Result<Plan, BoardError> {
                 name: device.name.clone(),
                 poll_interval: Duration::from_millis(device.poll_ms),
                 device: Box::new(raw::RawAccess::new(built, raw, spi.raw, &device.name)),
+                sim,
             });
         }
         if !devices.is_empty() {

@@ -12,6 +12,7 @@ mod interop;
 mod plan;
 mod python;
 mod readings;
+mod sim;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -46,4 +46,6 @@ fn a_real_bus_builds_without_touching_the_hardware() {
     let plan = i2c_gateway::plan(&board, true).unwrap();
     assert!(plan.mocks.is_empty());
     assert_eq!(plan.buses[0].devices.len(), 3);
+    // Simulation controls exist only on mock buses.
+    assert!(plan.buses[0].devices.iter().all(|hosted| hosted.sim.is_none()));
 }

@@ -31,3 +31,26 @@ async fn faults_take_one_device_offline_with_the_reason() {
     client.wait_for(|m| m.topic == topic("oven", "availability") && json(m)["state"] == "online").await;
     gateway.stop().await;
 }
+
+/// The same faults through the `sim` topic, as a Python test app would inject them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_through_the_sim_topic() {
+    let (_broker, mut client, gateway) = setup().await;
+    let (sim, reply) = (topic("adc", "sim"), topic("adc", "reply"));
+    let answer =
+        client.command(&sim, &reply, "a1", r#"{"v":1,"id":"$ID","action":"absent","args":{"level":"high"}}"#).await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    let offline = client.wait_for(|m| m.topic == topic("adc", "availability") && json(m)["state"] == "offline").await;
+    assert!(json(&offline)["reason"].as_str().unwrap().contains("all 1s"), "{}", offline.text());
+    client.command(&sim, &reply, "a2", r#"{"v":1,"id":"$ID","action":"restore"}"#).await;
+    client.wait_for(|m| m.topic == topic("adc", "availability") && json(m)["state"] == "online").await;
+
+    let (sim, reply) = (topic("oven", "sim"), topic("oven", "reply"));
+    client
+        .command(&sim, &reply, "t1", r#"{"v":1,"id":"$ID","action":"set_input","args":{"name":"fault","value":2}}"#)
+        .await;
+    let offline = client.wait_for(|m| m.topic == topic("oven", "availability") && json(m)["state"] == "offline").await;
+    assert!(json(&offline)["reason"].as_str().unwrap().contains("shorted to GND"), "{}", offline.text());
+    assert_eq!(gateway.bus.inspect(THERMOCOUPLE, "fault"), Some(2.0));
+    gateway.stop().await;
+}
