@@ -34,7 +34,8 @@ Commands:
   run [--board NAME] [--mock] [--release]
         Build and start the broker and the board's gateways (default board: sim), show the
         readings live, stop everything on Ctrl-C. --mock simulates every bus.
-  ci    Format check, clippy with warnings denied, and every test: what CI runs.
+  ci    Format check, clippy with warnings denied, every Rust test, and the Python test kit's
+        tests with the example test apps: what CI runs.
   bench Throughput, CPU and memory of the gateway and broker (release builds), as a table.
 ";
 
@@ -82,5 +83,20 @@ fn ci() -> anyhow::Result<()> {
     let mut test = cargo();
     test.args(["test", "--workspace"]);
     run_step(test, "cargo test --workspace")?;
-    Ok(())
+    python_tests()
+}
+
+/// The Python test kit's tests and the example test apps, against the simulated board.
+fn python_tests() -> anyhow::Result<()> {
+    let kit = Command::new("python3").args(["-c", "import busgate_testkit"]).status();
+    if !kit.is_ok_and(|status| status.success()) {
+        if std::env::var_os("BUSGATE_REQUIRE_PYTHON").is_some() {
+            bail!("the Python test kit is not installed: pip install -e python");
+        }
+        eprintln!("xtask: Python test kit not installed (pip install -e python): its tests were not run");
+        return Ok(());
+    }
+    let mut pytest = Command::new("python3");
+    pytest.current_dir(root()).args(["-m", "pytest", "-q", "python/tests", "examples/python"]);
+    run_step(pytest, "pytest python/tests examples/python")
 }

@@ -15,6 +15,9 @@ struct Args {
     /// Simulate every bus, whatever the board file says.
     #[arg(long)]
     mock: bool,
+    /// Simulated chips hold their inputs still instead of drifting (for tests).
+    #[arg(long)]
+    still: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -24,7 +27,7 @@ fn main() -> anyhow::Result<()> {
     if args.mock {
         board.force_mock();
     }
-    let plan = spi_gateway::plan(&board, false)?;
+    let plan = spi_gateway::plan(&board, args.still)?;
     anyhow::ensure!(!plan.buses.is_empty(), "{}: the board has no SPI devices", args.board.display());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")?;
     let counters = runtime.block_on(spi_gateway::run(plan, runtime::cli::shutdown_signal()))?;
