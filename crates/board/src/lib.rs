@@ -41,6 +41,8 @@ pub struct Board {
     /// Rust target triple of the board's CPU, e.g. `aarch64-unknown-linux-gnu`.
     pub target: String,
     pub deploy: Option<Deploy>,
+    /// Home Assistant's discovery prefix, when the board publishes discovery configs.
+    pub homeassistant: Option<String>,
     pub broker: Broker,
     pub gateway: Gateway,
     pub buses: Vec<Bus>,

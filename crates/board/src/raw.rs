@@ -22,6 +22,7 @@ pub(crate) struct BoardFile {
     broker: BrokerSection,
     #[serde(default)]
     gateway: GatewaySection,
+    homeassistant: Option<HomeAssistantSection>,
     #[serde(default, rename = "bus")]
     buses: Vec<BusSection>,
     #[serde(default, rename = "device")]
@@ -35,6 +36,19 @@ struct BoardSection {
     #[serde(default)]
     description: String,
     target: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HomeAssistantSection {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default = "default_discovery_prefix")]
+    discovery_prefix: Spanned<String>,
+}
+
+fn default_discovery_prefix() -> Spanned<String> {
+    Spanned::new(0..0, "homeassistant".into())
 }
 
 #[derive(Deserialize)]
@@ -290,6 +304,20 @@ pub(crate) fn validate(raw: BoardFile, text: &str, file: &Path) -> Result<Board,
     }
 
     let broker = validate_broker(&check, raw.broker)?;
+    let homeassistant = match raw.homeassistant {
+        Some(section) if section.enabled => {
+            let (prefix, span) = spanned(section.discovery_prefix);
+            if prefix.is_empty() || prefix.contains(['+', '#']) || prefix.starts_with('/') || prefix.ends_with('/') {
+                return Err(check.error(
+                    span,
+                    "homeassistant.discovery_prefix",
+                    format!("{prefix:?} is not a topic prefix like \"homeassistant\""),
+                ));
+            }
+            Some(prefix)
+        }
+        _ => None,
+    };
     let gateway = validate_gateway(&check, raw.gateway, &broker)?;
 
     let mut buses: Vec<Bus> = Vec::new();
@@ -447,6 +475,7 @@ pub(crate) fn validate(raw: BoardFile, text: &str, file: &Path) -> Result<Board,
         description: raw.board.description,
         target,
         deploy: raw.deploy.map(|d| Deploy { host: d.host, prefix: d.prefix }),
+        homeassistant,
         broker,
         gateway,
         buses,

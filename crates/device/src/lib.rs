@@ -211,6 +211,29 @@ impl Description {
     }
 }
 
+/// How a consumer such as Home Assistant controls an output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Control {
+    /// On or off; the value argument is a boolean.
+    Switch,
+    /// A number in a range; the value argument is a number.
+    Number { min: f64, max: f64, step: f64 },
+}
+
+/// A writable output: the quantity that reports its state and the command that sets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// The quantity whose value is the output's state, e.g. `ch3`.
+    pub quantity: &'static str,
+    pub control: Control,
+    /// The command that sets it, e.g. `set_duty`.
+    pub action: &'static str,
+    /// Fixed arguments of that command, e.g. `channel = 3`.
+    pub fixed: Vec<(&'static str, Value)>,
+    /// The argument that carries the new value, e.g. `duty`.
+    pub value: &'static str,
+}
+
 /// Validated command arguments: every parameter has the declared type and is within range
 /// (the gateway checks this against the [`CommandSpec`] before the adapter sees it).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -384,6 +407,12 @@ pub trait Device: Send {
 
     /// Runs a command whose arguments were validated against [`Description::commands`].
     fn command(&mut self, action: &str, args: &Args) -> Result<Outcome, DeviceError>;
+
+    /// The device's writable outputs, for consumers that offer controls (Home Assistant
+    /// switches and numbers). Most sensors have none.
+    fn outputs(&self) -> Vec<Output> {
+        Vec::new()
+    }
 }
 
 /// A fault a simulated chip or mock bus reports for one transfer.

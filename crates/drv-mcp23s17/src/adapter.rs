@@ -169,6 +169,20 @@ impl<SPI: SpiDevice> Mcp23s17Device<SPI> {
 }
 
 impl<SPI: SpiDevice + Send> Device for Mcp23s17Device<SPI> {
+    /// Every pin the board file configures as an output is a switch.
+    fn outputs(&self) -> Vec<device::Output> {
+        (0..PINS)
+            .filter(|pin| self.settings.outputs & 1 << pin != 0)
+            .map(|pin| device::Output {
+                quantity: PIN_NAMES[pin],
+                control: device::Control::Switch,
+                action: "set_pin",
+                fixed: vec![("pin", device::Value::Text(PIN_NAMES[pin].to_owned()))],
+                value: "level",
+            })
+            .collect()
+    }
+
     fn describe(&self) -> Description {
         Description {
             model: "MCP23S17",

@@ -93,6 +93,20 @@ where
     I2C::Error: Debug,
     D: DelayNs + Send,
 {
+    fn outputs(&self) -> Vec<device::Output> {
+        reg::CHANNEL_NAMES
+            .iter()
+            .enumerate()
+            .map(|(channel, &quantity)| device::Output {
+                quantity,
+                control: device::Control::Number { min: 0.0, max: 1.0, step: 0.001 },
+                action: "set_duty",
+                fixed: vec![("channel", device::Value::Int(channel as i64))],
+                value: "duty",
+            })
+            .collect()
+    }
+
     fn describe(&self) -> Description {
         let duty = || Param {
             name: "duty",

@@ -45,6 +45,8 @@ pub struct Settings {
     pub reconnect_max: Duration,
     pub retry: RetryPolicy,
     pub health_interval: Duration,
+    /// Home Assistant discovery prefix, when discovery configs are published.
+    pub homeassistant: Option<String>,
 }
 
 impl Settings {
@@ -65,6 +67,7 @@ impl Settings {
             reconnect_max: ms(g.reconnect_max_ms),
             retry: RetryPolicy { min: ms(g.retry_min_ms), max: ms(g.retry_max_ms) },
             health_interval: Duration::from_secs(g.health_interval_s),
+            homeassistant: board.homeassistant.clone(),
         }
     }
 }
@@ -130,6 +133,9 @@ struct Gateway {
     retained: HashMap<String, Retained>,
     /// Set after a connect until every pending retained topic has been republished.
     republish: bool,
+    /// Home Assistant discovery topics this gateway publishes (empty when discovery is off);
+    /// other configs in its namespace belong to removed devices and are cleared.
+    discovery: std::collections::HashSet<String>,
     /// Set when rumqttc's request queue was full, so the session task wakes us on progress.
     wake_on_progress: Arc<AtomicBool>,
     counters: Counters,
@@ -150,6 +156,7 @@ pub async fn run(
     let mut devices = Vec::new();
     let mut by_set_topic = HashMap::new();
     let mut by_sim_topic = HashMap::new();
+    let mut discovery = Vec::new();
     let mut jobs = Vec::new();
     let mut threads = Vec::new();
     for (bus_index, mut bus) in buses.into_iter().enumerate() {
@@ -159,6 +166,18 @@ pub async fn run(
             let id = DeviceId { bus: bus_index, device: device_index };
             by_set_topic.insert(t.set(), id);
             let description = hosted.device.describe();
+            if let Some(prefix) = &settings.homeassistant {
+                let target = schema::homeassistant::Target {
+                    prefix,
+                    board: &settings.board,
+                    gateway: &settings.gateway,
+                    bus_kind: &settings.bus_kind,
+                    bus: &bus.name,
+                    device: &hosted.name,
+                    poll: hosted.poll_interval,
+                };
+                discovery.extend(schema::homeassistant::configs(target, &description, &hosted.device.outputs()));
+            }
             let sim = hosted.sim.take().map(|sim| {
                 by_sim_topic.insert(t.sim(), id);
                 let commands = sim.commands();
@@ -194,7 +213,15 @@ pub async fn run(
         wake_on_progress.clone(),
     ));
 
+    // Discovery configs are retained topics like any other: published on every connect.
+    let retained = discovery
+        .iter()
+        .map(|(topic, payload)| {
+            (topic.clone(), Retained { payload: Bytes::from(payload.clone()), qos: QoS::AtLeastOnce, pending: true })
+        })
+        .collect();
     let mut gateway = Gateway {
+        discovery: discovery.into_iter().map(|(topic, _)| topic).collect(),
         outbox: Outbox::new(settings.outbox_capacity),
         topics,
         devices,
@@ -203,7 +230,7 @@ pub async fn run(
         jobs,
         client,
         connected: false,
-        retained: HashMap::new(),
+        retained,
         republish: false,
         wake_on_progress,
         counters: Counters::default(),
@@ -337,6 +364,12 @@ impl Gateway {
                     if let Err(error) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
                         tracing::warn!(%error, "subscribing to commands");
                     }
+                    if let Some(prefix) = &self.settings.homeassistant {
+                        let filter = schema::homeassistant::config_filter(prefix);
+                        if let Err(error) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
+                            tracing::warn!(%error, "subscribing to discovery configs");
+                        }
+                    }
                     if !self.by_sim_topic.is_empty() {
                         let filter = schema::topic::sim_filter(&self.settings.board, &self.settings.bus_kind);
                         if let Err(error) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
@@ -377,16 +410,34 @@ impl Gateway {
         }
     }
 
+    /// Clears a discovery config in this gateway's namespace that it no longer publishes: the
+    /// device was removed from the board file.
+    fn on_discovery_config(&mut self, publish: &rumqttc::Publish) {
+        let Some(prefix) = &self.settings.homeassistant else { return };
+        let ours =
+            schema::homeassistant::is_ours(prefix, &self.settings.board, &self.settings.bus_kind, &publish.topic);
+        if ours && !publish.payload.is_empty() && !self.discovery.contains(&publish.topic) {
+            tracing::info!(topic = %publish.topic, "clearing the discovery config of a removed device");
+            let clear =
+                Message { topic: publish.topic.clone(), payload: Bytes::new(), qos: QoS::AtLeastOnce, retain: true };
+            if let Err(message) = self.hand_over(clear) {
+                self.outbox.push(message);
+            }
+        }
+    }
+
     fn on_command(&mut self, publish: &rumqttc::Publish) {
-        self.counters.commands_in += 1;
         if let Some(&id) = self.by_sim_topic.get(&publish.topic) {
+            self.counters.commands_in += 1;
             self.on_sim_command(id, publish);
             return;
         }
         let Some(&id) = self.by_set_topic.get(&publish.topic) else {
-            tracing::debug!(topic = %publish.topic, "message for a device this gateway does not host");
+            // Not a command topic: a discovery config (or a device this gateway does not host).
+            self.on_discovery_config(publish);
             return;
         };
+        self.counters.commands_in += 1;
         let entry = &self.devices[id.bus][id.device];
         let parsed = Command::parse(&publish.payload).and_then(|command| {
             let args = command.args_for(&entry.description)?;

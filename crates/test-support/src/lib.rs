@@ -319,6 +319,16 @@ impl Client {
         }
     }
 
+    /// The last message already received on `topic` (while waiting for something else), or
+    /// the next one: for messages published once, such as retained configs and status, that
+    /// arrive in a burst in no particular order.
+    pub async fn seen_or_wait(&mut self, topic: &str) -> Received {
+        match self.log.iter().rev().find(|m| m.topic == topic) {
+            Some(message) => message.clone(),
+            None => self.wait_on(topic).await,
+        }
+    }
+
     /// Waits for a message on exactly `topic`.
     pub async fn wait_on(&mut self, topic: &str) -> Received {
         self.wait_for(|m| m.topic == topic).await

@@ -50,6 +50,10 @@ impl<SPI: SpiDevice + Send + 'static> Device for RawAccess<SPI> {
         self.inner.init()
     }
 
+    fn outputs(&self) -> Vec<device::Output> {
+        self.inner.outputs()
+    }
+
     fn poll(&mut self) -> Result<Vec<Sample>, DeviceError> {
         self.inner.poll()
     }

@@ -8,6 +8,7 @@
 mod broker_restart;
 mod commands;
 mod faults;
+mod homeassistant;
 mod interop;
 mod plan;
 mod python;

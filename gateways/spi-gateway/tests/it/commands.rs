@@ -68,3 +68,23 @@ async fn raw_transfer_is_full_duplex_and_only_where_allowed() {
     assert_eq!(reply["error"]["field"], "args.data", "{reply}");
     gateway.stop().await;
 }
+
+/// Home Assistant discovery: output pins are switches whose payloads are valid commands;
+/// input pins are binary sensors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expander_outputs_are_home_assistant_switches() {
+    let broker = test_support::Broker::start();
+    let mut app = test_support::Client::connect(broker.address(), "home-assistant").await;
+    app.subscribe("homeassistant/#").await;
+    let text = crate::board_text(broker.address()).replace("[gateway]", "[homeassistant]\nenabled = true\n\n[gateway]");
+    let gateway = crate::Gateway::start_board(&text);
+    let switch = app.seen_or_wait("homeassistant/switch/busgate_test_spi_spi0_io/gpa5/config").await.json();
+    let input = app.seen_or_wait("homeassistant/binary_sensor/busgate_test_spi_spi0_io/gpb5/config").await.json();
+    assert_eq!(input["value_template"], "{{ 'ON' if value_json['values']['gpb5']['value'] else 'OFF' }}");
+    app.subscribe("busgate/test/#").await;
+    app.publish(switch["command_topic"].as_str().unwrap(), switch["payload_on"].as_str().unwrap()).await;
+    let reply = app.wait_on(&crate::topic("io", "reply")).await.json();
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(gateway.bus.inspect(IO, "gpa5"), Some(1.0));
+    gateway.stop().await;
+}

@@ -87,8 +87,12 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(broker: SocketAddr) -> Gateway {
+        Gateway::start_board(&board_text(broker))
+    }
+
+    pub fn start_board(text: &str) -> Gateway {
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info,rumqttc=warn").try_init();
-        let board = board::Board::parse(&board_text(broker), Path::new("test.toml")).unwrap();
+        let board = board::Board::parse(text, Path::new("test.toml")).unwrap();
         let mut plan = spi_gateway::plan(&board, true).unwrap();
         plan.settings.health_interval = Duration::from_millis(100);
         let bus = plan.mocks["spi0"].clone();
