@@ -17,13 +17,10 @@ mod sim;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use buses::MockI2cBus;
 use runtime::Counters;
 use test_support::{Client, Received};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Addresses of the simulated chips on the test board.
 pub const BME280: u8 = 0x76;
@@ -79,8 +76,7 @@ poll_ms = 100
 /// A gateway running in-process with its mock bus.
 pub struct Gateway {
     pub bus: MockI2cBus,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<Counters, runtime::RuntimeError>>,
+    running: test_support::gateway::Running,
 }
 
 impl Gateway {
@@ -94,24 +90,16 @@ impl Gateway {
 
     /// Starts a gateway for any board text; `bus` is a detached mock when the board has none.
     pub fn start_board(text: &str, adjust: impl FnOnce(&mut runtime::Settings)) -> Gateway {
-        // The gateway's log goes to the test's output, shown when a test fails.
-        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info,rumqttc=warn").try_init();
         let board = board::Board::parse(text, Path::new("test.toml")).unwrap();
         let mut plan = i2c_gateway::plan(&board, true).unwrap();
-        plan.settings.health_interval = Duration::from_millis(100);
         adjust(&mut plan.settings);
         let bus = plan.mocks.get("i2c1").cloned().unwrap_or_default();
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(i2c_gateway::run(plan, async {
-            let _ = stopped.await;
-        }));
-        Gateway { bus, stop: Some(stop), task }
+        Gateway { bus, running: test_support::gateway::Running::start(plan.settings, plan.buses) }
     }
 
     /// Stops the gateway cleanly and returns its counters.
-    pub async fn stop(mut self) -> Counters {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(test_support::TIMEOUT, &mut self.task).await.unwrap().unwrap().unwrap()
+    pub async fn stop(self) -> Counters {
+        self.running.stop().await
     }
 }
 

@@ -12,13 +12,10 @@ mod readings;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use buses::MockSpiBus;
 use runtime::Counters;
 use test_support::{Client, Received};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Chip selects of the simulated chips on the test board.
 pub const ADC: u8 = 0;
@@ -81,8 +78,7 @@ outputs = 0x00FF
 /// A gateway running in-process with its mock bus.
 pub struct Gateway {
     pub bus: MockSpiBus,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<Counters, runtime::RuntimeError>>,
+    running: test_support::gateway::Running,
 }
 
 impl Gateway {
@@ -91,21 +87,14 @@ impl Gateway {
     }
 
     pub fn start_board(text: &str) -> Gateway {
-        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info,rumqttc=warn").try_init();
         let board = board::Board::parse(text, Path::new("test.toml")).unwrap();
-        let mut plan = spi_gateway::plan(&board, true).unwrap();
-        plan.settings.health_interval = Duration::from_millis(100);
+        let plan = spi_gateway::plan(&board, true).unwrap();
         let bus = plan.mocks["spi0"].clone();
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(spi_gateway::run(plan, async {
-            let _ = stopped.await;
-        }));
-        Gateway { bus, stop: Some(stop), task }
+        Gateway { bus, running: test_support::gateway::Running::start(plan.settings, plan.buses) }
     }
 
-    pub async fn stop(mut self) -> Counters {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(test_support::TIMEOUT, &mut self.task).await.unwrap().unwrap().unwrap()
+    pub async fn stop(self) -> Counters {
+        self.running.stop().await
     }
 }
 
