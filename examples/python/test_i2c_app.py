@@ -19,7 +19,7 @@ def test_led_command_is_acknowledged_and_reaches_the_chip(busgate):
 
 
 def test_invalid_command_gets_a_clear_error(busgate):
-    reply = busgate.command("leds", "set_duty", {"channel": 16, "duty": 0.5})
+    reply = busgate.command("leds", {"action": "set_duty", "args": {"channel": 16, "duty": 0.5}})
     assert not reply["ok"]
     assert reply["error"]["field"] == "args.channel"
     assert reply["error"]["expected"] == "an integer from 0 to 15"

@@ -120,7 +120,12 @@ class Client:
         return self.wait_for(self.topic(device, "state"), predicate, timeout)
 
     def command(self, device, action, args=None, timeout=None):
-        """Sends a command and returns its reply (matched by id)."""
+        """Sends a command and returns its reply (matched by id).
+
+        `action` is the action name with `args` its arguments, or a whole command payload
+        (`{"action": ..., "args": ...}`; `v` and `id` are filled in when absent)."""
+        if isinstance(action, dict):
+            return self._request(device, "set", action.get("action"), action.get("args"), timeout, action)
         return self._request(device, "set", action, args, timeout)
 
     def sim(self, device, action, args=None, timeout=None):
@@ -128,11 +133,14 @@ class Client:
         set_input, inspect (see docs/topics.md)."""
         return self._request(device, "sim", action, args, timeout)
 
-    def _request(self, device, leaf, action, args, timeout):
+    def _request(self, device, leaf, action, args, timeout, payload=None):
         request_id = uuid.uuid4().hex[:12]
         body = {"v": 1, "id": request_id, "action": action}
         if args is not None:
             body["args"] = args
+        if payload is not None:
+            body = {"v": 1, **payload}
+            request_id = body.setdefault("id", request_id)
         self.client.publish(self.topic(device, leaf), json.dumps(body), qos=1)
         return self.wait_for(self.topic(device, "reply"), lambda reply: reply.get("id") == request_id, timeout)
 

@@ -140,6 +140,13 @@ fn banner(board: &board::Board, gateways: &[&str]) {
             board.name, device.bus, device.name
         );
     }
+    if let Some(adc) = board.devices.iter().find(|d| d.spi.is_some_and(|s| s.raw)) {
+        println!(
+            "  raw SPI transfer:  mosquitto_pub -h {host} -p {port} -t 'busgate/{}/spi/{}/{}/set' \\\n                       -m '{{\"v\":1,\"id\":\"2\",\"action\":\"raw_transfer\",\"args\":{{\"data\":\"018000\"}}}}'",
+            board.name, adc.bus, adc.name
+        );
+    }
+    println!("  readable traffic:  busgate-tail --port {port}   (pip install -e python)");
     println!("  topics and payloads: docs/topics.md; JSON Schemas: crates/schema/schemas/");
     println!();
     println!("Readings follow. Ctrl-C stops everything.");
