@@ -482,6 +482,57 @@ pub trait SpiChip: std::any::Any + Send {
     }
 }
 
+/// One I2C bus handle shared by a community driver and the adapter around it.
+///
+/// Community drivers take their bus by value and often never give it back, or keep state
+/// (cached registers) that rebuilding them per call would lose; sharing the handle lets the
+/// adapter read registers the driver does not expose. Every call runs on the bus thread, so
+/// the lock is never contended.
+pub struct SharedI2c<I2C>(std::sync::Arc<std::sync::Mutex<I2C>>);
+
+impl<I2C> SharedI2c<I2C> {
+    pub fn new(i2c: I2C) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(i2c)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, I2C> {
+        // A panic while holding the lock can only come from the bus implementation; the
+        // handle itself holds no state that could be left inconsistent.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<I2C> Clone for SharedI2c<I2C> {
+    fn clone(&self) -> Self {
+        Self(std::sync::Arc::clone(&self.0))
+    }
+}
+
+impl<I2C: embedded_hal::i2c::ErrorType> embedded_hal::i2c::ErrorType for SharedI2c<I2C> {
+    type Error = I2C::Error;
+}
+
+/// Forwards every method, not just `transaction`, so the bus sees the same calls the driver
+/// makes (a plain write stays a plain write).
+impl<I2C: embedded_hal::i2c::I2c> embedded_hal::i2c::I2c for SharedI2c<I2C> {
+    fn read(&mut self, address: u8, read: &mut [u8]) -> Result<(), Self::Error> {
+        self.lock().read(address, read)
+    }
+    fn write(&mut self, address: u8, write: &[u8]) -> Result<(), Self::Error> {
+        self.lock().write(address, write)
+    }
+    fn write_read(&mut self, address: u8, write: &[u8], read: &mut [u8]) -> Result<(), Self::Error> {
+        self.lock().write_read(address, write, read)
+    }
+    fn transaction(
+        &mut self,
+        address: u8,
+        operations: &mut [embedded_hal::i2c::Operation<'_>],
+    ) -> Result<(), Self::Error> {
+        self.lock().transaction(address, operations)
+    }
+}
+
 /// An embedded-hal delay that sleeps the calling thread. Adapters run on the bus thread, so a
 /// driver that needs to wait (reset, conversion time) may block it briefly.
 #[derive(Debug, Clone, Copy, Default)]

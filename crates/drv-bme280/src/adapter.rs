@@ -5,14 +5,13 @@
 //! check that names the id it found and refuses a BMP280, a wait on the status register in
 //! place of the driver's fixed 40 ms sleep, and a check that the chip kept its configuration.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bme280::i2c::BME280;
 use bme280::{Configuration, IIRFilter, Oversampling};
-use device::{Args, Description, Device, DeviceError, Kind, Outcome, Quantity, Sample, StdDelay};
+use device::{Args, Description, Device, DeviceError, Kind, Outcome, Quantity, Sample, SharedI2c, StdDelay};
 use embedded_hal::delay::DelayNs;
-use embedded_hal::i2c::{ErrorType, I2c, Operation};
+use embedded_hal::i2c::I2c;
 
 use crate::registers::{
     CHIP_ID, CHIP_ID_BME280, CHIP_ID_BMP280, MODE_MASK, MODE_SLEEP, OSRS_P_MASK, OSRS_P_SHIFT, OSRS_T_MASK,
@@ -59,7 +58,7 @@ where
 {
     /// An adapter for the chip at `address`. Touches nothing until [`Device::init`].
     pub fn new(i2c: I2C, address: u8) -> Self {
-        let bus = SharedI2c(Arc::new(Mutex::new(i2c)));
+        let bus = SharedI2c::new(i2c);
         Self { driver: BME280::new(bus.clone(), address), bus, address }
     }
 
@@ -173,46 +172,6 @@ fn driver_error<E: embedded_hal::i2c::Error>(error: bme280::Error<E>) -> DeviceE
         // Neither is raised by bme280 0.5 with the sync feature.
         bme280::Error::CompensationFailed => chip("compensation failed"),
         bme280::Error::Delay => chip("delay failed"),
-    }
-}
-
-/// One handle on an I2C bus shared by the community driver and the adapter. The community
-/// driver takes its bus by value and never gives it back, so sharing is the only way to reach
-/// registers it does not expose.
-struct SharedI2c<I2C>(Arc<Mutex<I2C>>);
-
-impl<I2C> SharedI2c<I2C> {
-    fn lock(&self) -> MutexGuard<'_, I2C> {
-        // A panic while holding the lock can only come from the bus implementation; the
-        // handle itself holds no state that could be left inconsistent.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl<I2C> Clone for SharedI2c<I2C> {
-    fn clone(&self) -> Self {
-        Self(Arc::clone(&self.0))
-    }
-}
-
-impl<I2C: I2c> ErrorType for SharedI2c<I2C> {
-    type Error = I2C::Error;
-}
-
-/// Forwards every method, not just `transaction`, since bus implementations (and mocks) may
-/// implement `write_read` and friends differently from a generic transaction.
-impl<I2C: I2c> I2c for SharedI2c<I2C> {
-    fn read(&mut self, address: u8, read: &mut [u8]) -> Result<(), Self::Error> {
-        self.lock().read(address, read)
-    }
-    fn write(&mut self, address: u8, write: &[u8]) -> Result<(), Self::Error> {
-        self.lock().write(address, write)
-    }
-    fn write_read(&mut self, address: u8, write: &[u8], read: &mut [u8]) -> Result<(), Self::Error> {
-        self.lock().write_read(address, write, read)
-    }
-    fn transaction(&mut self, address: u8, operations: &mut [Operation<'_>]) -> Result<(), Self::Error> {
-        self.lock().transaction(address, operations)
     }
 }
 

@@ -11,16 +11,15 @@ use embedded_hal::i2c::{I2c, Operation};
 use pwm_pca9685::{Channel, Pca9685};
 
 use crate::registers::{self as reg, Pwm, Settings};
-use crate::shared::SharedBus;
 
 /// A PCA9685 hosted by the gateway.
 pub struct Pca9685Device<I2C, D = StdDelay> {
     /// The community driver writes MODE1, the prescaler and the channel registers; it caches
     /// MODE1 so its writes keep the sleep and auto-increment bits it set.
-    driver: Pca9685<SharedBus<I2C>>,
+    driver: Pca9685<device::SharedI2c<I2C>>,
     /// The same bus, for the reads the driver does not offer: channel read-back and the check
     /// at the end of init().
-    bus: SharedBus<I2C>,
+    bus: device::SharedI2c<I2C>,
     address: u8,
     settings: Settings,
     /// Waits for the oscillator after waking the chip (500 µs, §7.3.1).
@@ -35,7 +34,7 @@ impl<I2C: I2c> Pca9685Device<I2C> {
     pub fn new(i2c: I2C, address: u8, options: &Options) -> Result<Self, DeviceError> {
         reg::check_address(address)?;
         let settings = Settings::from_options(options)?;
-        let bus = SharedBus::new(i2c);
+        let bus = device::SharedI2c::new(i2c);
         // The driver's own address check agrees with ours; it does not touch the bus either.
         let driver = Pca9685::new(bus.clone(), address).map_err(|_| {
             DeviceError::Config(format!("address 0x{address:02X} is rejected by the pwm-pca9685 driver"))

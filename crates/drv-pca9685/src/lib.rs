@@ -11,7 +11,6 @@
 
 mod adapter;
 mod registers;
-mod shared;
 mod sim;
 
 pub use adapter::Pca9685Device;
