@@ -1,4 +1,66 @@
-//! What every gateway program does the same way: logging and stopping on a signal.
+//! What every gateway program does the same way: its command line, logging, and running
+//! until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+
+use board::{Board, BoardError};
+
+use crate::{Bus, Counters, RuntimeError, Settings};
+
+/// The command line of every gateway program.
+#[derive(Debug, clap::Parser)]
+pub struct Args {
+    /// The board file, e.g. boards/sim.toml.
+    #[arg(long)]
+    pub board: PathBuf,
+    /// Simulate every bus, whatever the board file says.
+    #[arg(long)]
+    pub mock: bool,
+    /// Simulated chips hold their inputs still instead of drifting (for tests).
+    #[arg(long)]
+    pub still: bool,
+}
+
+impl Args {
+    /// Parses the program's arguments; `name`, `version` and `about` are the program's own
+    /// (for `--help` and `--version`).
+    pub fn parse_for(name: &'static str, version: &'static str, about: &'static str) -> Args {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Args::command().name(name).version(version).about(about).get_matches();
+        Args::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+    }
+
+    /// The board file, with every bus mocked if `--mock` was given.
+    pub fn load_board(&self) -> Result<Board, BoardError> {
+        let mut board = Board::load(&self.board)?;
+        if self.mock {
+            board.force_mock();
+        }
+        Ok(board)
+    }
+}
+
+/// Why a gateway program stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("the board has no {0} devices")]
+    NoDevices(String),
+    #[error("starting the async runtime: {0}")]
+    Tokio(std::io::Error),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// Runs a gateway on a single-threaded runtime until SIGINT or SIGTERM.
+pub fn serve(settings: Settings, buses: Vec<Bus>) -> Result<Counters, ServeError> {
+    if buses.is_empty() {
+        return Err(ServeError::NoDevices(settings.bus_kind.to_uppercase()));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ServeError::Tokio)?;
+    let counters = runtime.block_on(crate::run(settings, buses, shutdown_signal()))?;
+    tracing::info!(?counters, "stopped");
+    Ok(counters)
+}
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: info, and warnings only from rumqttc).
 pub fn init_logging() {

@@ -1,36 +1,13 @@
-//! `i2c-gateway --board boards/NAME.toml [--mock]`: runs every I2C device of a board.
-
-use std::path::PathBuf;
+//! `i2c-gateway --board boards/NAME.toml [--mock] [--still]`: runs every I2C device of a board.
 
 use anyhow::Context;
-use clap::Parser;
-
-/// Runs every I2C device of a board and bridges it to MQTT.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    /// The board file, e.g. boards/sim.toml.
-    #[arg(long)]
-    board: PathBuf,
-    /// Simulate every bus, whatever the board file says.
-    #[arg(long)]
-    mock: bool,
-    /// Simulated chips hold their inputs still instead of drifting (for tests).
-    #[arg(long)]
-    still: bool,
-}
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let about = "Runs every I2C device of a board and bridges it to MQTT";
+    let args = runtime::cli::Args::parse_for(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"), about);
     runtime::cli::init_logging();
-    let mut board = board::Board::load(&args.board)?;
-    if args.mock {
-        board.force_mock();
-    }
+    let board = args.load_board()?;
     let plan = i2c_gateway::plan(&board, args.still)?;
-    anyhow::ensure!(!plan.buses.is_empty(), "{}: the board has no I2C devices", args.board.display());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")?;
-    let counters = runtime.block_on(i2c_gateway::run(plan, runtime::cli::shutdown_signal()))?;
-    tracing::info!(?counters, "stopped");
+    runtime::cli::serve(plan.settings, plan.buses).with_context(|| args.board.display().to_string())?;
     Ok(())
 }
