@@ -255,6 +255,9 @@ pub async fn run(
     for jobs in &gateway.jobs {
         let _ = jobs.send(Job::Stop);
     }
+    // Nobody reads bus events any more: closing the channel also frees a bus thread blocked on
+    // a full channel, which would otherwise never see its Stop job.
+    drop(bus_events);
     // The bus threads finish their current transfer; wait for them off the async threads.
     let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
     gateway.stop(session).await;
