@@ -225,7 +225,8 @@ impl BusWorker {
         }
         let slot = &mut self.slots[index];
         if !error.takes_device_offline() && slot.health == Health::Online {
-            slot.next_due = now + slot.hosted.poll_interval;
+            // Try again at the next poll, but never later than already scheduled.
+            slot.next_due = slot.next_due.min(now + slot.hosted.poll_interval);
             return true;
         }
         let reason = error.to_string();
@@ -252,13 +253,18 @@ impl BusWorker {
             Health::Starting => Err(CommandFailure::Offline("not initialised yet".into())),
             Health::Online => slot.hosted.device.command(&action, args).map_err(CommandFailure::Device),
         };
-        if let Err(CommandFailure::Device(error)) = &result {
-            let error = error.clone();
-            if !self.fail(index, &error, Instant::now()) {
-                return false;
+        let carried_on = match &result {
+            // A bus or chip fault takes the device offline, as a failed poll would.
+            Err(CommandFailure::Device(error)) if error.takes_device_offline() => {
+                let error = error.clone();
+                self.fail(index, &error, Instant::now())
             }
-        }
-        self.emit(BusEvent::Reply { id, request, action, result })
+            // A refused command (not allowed, bad configuration) says nothing about the
+            // device's health and must not disturb its polling; it is only counted.
+            Err(CommandFailure::Device(_)) => self.emit_failed(id),
+            _ => true,
+        };
+        carried_on && self.emit(BusEvent::Reply { id, request, action, result })
     }
 }
 
@@ -375,6 +381,20 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// Regression: refused commands used to push the next poll back, so a client sending them
+    /// faster than the poll period stopped the device's readings.
+    #[test]
+    fn refused_commands_do_not_delay_polling() {
+        let (mut worker, mut rx, _) = worker(vec![Ok(1.0), Ok(2.0)]);
+        let t0 = Instant::now();
+        assert!(worker.poll_due(t0));
+        let due = worker.slots[0].next_due;
+        assert!(worker.command(0, None, "nothing".into(), &Args::default()));
+        assert_eq!(worker.slots[0].next_due, due);
+        assert_eq!(kinds(&mut rx), ["online", "reading 1", "failed", "reply"]);
+        assert_eq!(worker.slots[0].health, Health::Online);
     }
 
     #[test]

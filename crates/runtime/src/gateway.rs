@@ -138,6 +138,8 @@ struct Gateway {
     discovery: std::collections::HashSet<String>,
     /// Set when rumqttc's request queue was full, so the session task wakes us on progress.
     wake_on_progress: Arc<AtomicBool>,
+    /// Filters not yet subscribed on the current connection (retried until rumqttc takes them).
+    unsubscribed: Vec<String>,
     counters: Counters,
     started: Instant,
 }
@@ -232,6 +234,7 @@ pub async fn run(
         connected: false,
         retained,
         republish: false,
+        unsubscribed: Vec::new(),
         wake_on_progress,
         counters: Counters::default(),
         started: Instant::now(),
@@ -260,7 +263,7 @@ pub async fn run(
     drop(bus_events);
     // The bus threads finish their current transfer; wait for them off the async threads.
     let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
-    gateway.stop(session).await;
+    gateway.stop(session, &mut session_events).await;
     Ok(gateway.final_counters())
 }
 
@@ -363,22 +366,7 @@ impl Gateway {
                 self.connected = true;
                 self.counters.reconnects += 1;
                 if !session_present {
-                    let filter = schema::topic::command_filter(&self.settings.board, &self.settings.bus_kind);
-                    if let Err(error) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
-                        tracing::warn!(%error, "subscribing to commands");
-                    }
-                    if let Some(prefix) = &self.settings.homeassistant {
-                        let filter = schema::homeassistant::config_filter(prefix);
-                        if let Err(error) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
-                            tracing::warn!(%error, "subscribing to discovery configs");
-                        }
-                    }
-                    if !self.by_sim_topic.is_empty() {
-                        let filter = schema::topic::sim_filter(&self.settings.board, &self.settings.bus_kind);
-                        if let Err(error) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
-                            tracing::warn!(%error, "subscribing to simulation controls");
-                        }
-                    }
+                    self.unsubscribed = self.filters();
                 }
                 let status = Status {
                     v: Version,
@@ -389,15 +377,14 @@ impl Gateway {
                     reason: None,
                 };
                 let topic = self.topics.status();
-                // Status goes first, ahead of the outbox, so consumers know the gateway is back.
-                self.retained.insert(
-                    topic.clone(),
-                    Retained { payload: status.to_json().into(), qos: QoS::AtLeastOnce, pending: true },
-                );
+                let online = Retained { payload: status.to_json().into(), qos: QoS::AtLeastOnce, pending: true };
+                self.retained.insert(topic.clone(), online);
+                // The broker may have restarted empty: every retained topic goes out again.
                 for retained in self.retained.values_mut() {
                     retained.pending = true;
                 }
                 self.republish = true;
+                // Status goes first, ahead of the outbox, so consumers know the gateway is back.
                 self.hand_over_retained(&topic);
                 self.drain();
             }
@@ -446,21 +433,9 @@ impl Gateway {
             let args = command.args_for(&entry.description)?;
             Ok((command, args))
         });
-        let parsed = parsed.and_then(|ok| {
-            if publish.retain {
-                // A retained command would run again at every gateway restart.
-                Err(CommandError {
-                    kind: ErrorKind::InvalidCommand,
-                    message: "commands must not be published with the retain flag".into(),
-                    field: None,
-                    expected: Some("retain = false".into()),
-                    got: Some("retain = true".into()),
-                    id: ok.0.id.clone(),
-                    action: Some(ok.0.action.clone()),
-                })
-            } else {
-                Ok(ok)
-            }
+        let parsed = parsed.and_then(|(command, args)| {
+            refuse_retained(publish, &command)?;
+            Ok((command, args))
         });
         match parsed {
             Ok((command, args)) => {
@@ -492,6 +467,7 @@ impl Gateway {
         let Some((sim, description)) = &mut entry.sim else { return };
         let parsed = Command::parse(&publish.payload).and_then(|command| {
             let args = command.args_for(description)?;
+            refuse_retained(publish, &command)?;
             Ok((command, args))
         });
         let (command, args) = match parsed {
@@ -526,8 +502,10 @@ impl Gateway {
     fn send(&mut self, topic: String, payload: Vec<u8>, retain: bool) {
         let payload = Bytes::from(payload);
         if retain {
-            self.retained
-                .insert(topic.clone(), Retained { payload: payload.clone(), qos: QoS::AtLeastOnce, pending: false });
+            // Pending until handed over: if the outbox drops it, the next drain republishes it.
+            let retained = Retained { payload: payload.clone(), qos: QoS::AtLeastOnce, pending: true };
+            self.retained.insert(topic.clone(), retained);
+            self.republish = true;
         }
         let message = Message { topic, payload, qos: QoS::AtLeastOnce, retain };
         if self.connected && self.outbox.is_empty() {
@@ -566,8 +544,31 @@ impl Gateway {
         self.hand_over(message).is_ok()
     }
 
-    /// Sends the outbox, then republishes retained topics the broker has not had since connect.
+    /// What the gateway subscribes to: its devices' commands, their simulation controls (mock
+    /// buses), and Home Assistant's discovery configs (to clear those of removed devices).
+    fn filters(&self) -> Vec<String> {
+        let (board, kind) = (&self.settings.board, &self.settings.bus_kind);
+        let mut filters = vec![schema::topic::command_filter(board, kind)];
+        if !self.by_sim_topic.is_empty() {
+            filters.push(schema::topic::sim_filter(board, kind));
+        }
+        if let Some(prefix) = &self.settings.homeassistant {
+            filters.push(schema::homeassistant::config_filter(prefix));
+        }
+        filters
+    }
+
+    /// Subscribes, sends the outbox, then republishes retained topics the broker has not had
+    /// since connect.
     fn drain(&mut self) {
+        while self.connected {
+            let Some(filter) = self.unsubscribed.first() else { break };
+            if self.client.try_subscribe(filter.clone(), QoS::AtLeastOnce).is_err() {
+                self.wake_on_progress.store(true, Ordering::Release);
+                return;
+            }
+            self.unsubscribed.remove(0);
+        }
         while self.connected {
             let Some(message) = self.outbox.pop() else { break };
             if let Err(message) = self.hand_over(message) {
@@ -623,7 +624,7 @@ impl Gateway {
 
     /// Says goodbye: retained offline status, then a clean disconnect (so the broker does not
     /// send the last will).
-    async fn stop(&mut self, session: tokio::task::JoinHandle<()>) {
+    async fn stop(&mut self, session: tokio::task::JoinHandle<()>, events: &mut mpsc::Receiver<SessionEvent>) {
         if self.connected {
             self.drain();
             let status = Status {
@@ -644,11 +645,41 @@ impl Gateway {
             let _ = self.client.try_disconnect();
         }
         let abort = session.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(2), session).await.is_err() {
+        // Keep reading the session's events meanwhile, so it never blocks on a full channel
+        // before it has sent the DISCONNECT.
+        let closed = async {
+            tokio::pin!(session);
+            loop {
+                tokio::select! {
+                    _ = &mut session => return,
+                    event = events.recv() => if event.is_none() {
+                        let _ = (&mut session).await;
+                        return;
+                    },
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(2), closed).await.is_err() {
             tracing::warn!(connected = self.connected, "the MQTT connection did not close in time");
             abort.abort();
         }
     }
+}
+
+/// A retained command would run again at every gateway restart and resubscribe.
+fn refuse_retained(publish: &rumqttc::Publish, command: &Command) -> Result<(), CommandError> {
+    if !publish.retain {
+        return Ok(());
+    }
+    Err(CommandError {
+        kind: ErrorKind::InvalidCommand,
+        message: "commands must not be published with the retain flag".into(),
+        field: None,
+        expected: Some("retain = false".into()),
+        got: Some("retain = true".into()),
+        id: command.id.clone(),
+        action: Some(command.action.clone()),
+    })
 }
 
 fn failure_to_error(failure: CommandFailure) -> ReplyError {

@@ -256,7 +256,8 @@ fn check_args(spec: &CommandSpec, args: &Map<String, Json>) -> Result<device::Ar
 /// Parses a hex string (`"9f00"`, `"9F 00"`); `None` for anything else.
 fn parse_hex(text: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = text.bytes().filter(|b| *b != b' ').collect();
-    if !digits.len().is_multiple_of(2) {
+    // from_str_radix alone would also take a sign ("+f").
+    if !digits.len().is_multiple_of(2) || !digits.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
     digits

@@ -215,7 +215,8 @@ fn hex_arguments_become_bytes() {
     let command =
         Command::parse(br#"{"v":1,"action":"set_duty","args":{"channel":0,"duty":0,"raw":"9F 0a"}}"#).unwrap();
     assert_eq!(command.args_for(&description()).unwrap().get("raw"), Some(&Value::Bytes(vec![0x9f, 0x0a])));
-    for bad in [r#""9f0""#, r#""zz""#, r#""""#, r#""0102030405""#, "12"] {
+    // Regression: "+f" passed because from_str_radix accepts a sign.
+    for bad in [r#""9f0""#, r#""zz""#, r#""""#, r#""0102030405""#, "12", r#""+f+f""#] {
         check_refused(
             &format!(r#"{{"v":1,"action":"set_duty","args":{{"channel":0,"duty":0,"raw":{bad}}}}}"#),
             ErrorKind::InvalidArgument,
