@@ -46,6 +46,9 @@ impl std::fmt::Debug for Hosted {
     }
 }
 
+/// Commands waiting for one bus thread; beyond this they are refused as `unavailable`.
+pub const JOB_QUEUE: usize = 64;
+
 /// Work for a bus thread from the MQTT side.
 #[derive(Debug)]
 pub enum Job {
@@ -138,8 +141,10 @@ impl BusWorker {
     }
 
     /// Runs the thread's loop until `Job::Stop` or until the MQTT side goes away.
-    pub(crate) fn spawn(mut self, name: &str) -> std::io::Result<(mpsc::Sender<Job>, thread::JoinHandle<()>)> {
-        let (jobs, inbox) = mpsc::channel();
+    pub(crate) fn spawn(mut self, name: &str) -> std::io::Result<(mpsc::SyncSender<Job>, thread::JoinHandle<()>)> {
+        // Bounded, so a flood of commands faster than the bus is refused instead of queued
+        // without limit.
+        let (jobs, inbox) = mpsc::sync_channel(JOB_QUEUE);
         let handle = thread::Builder::new().name(format!("bus-{name}")).spawn(move || self.run(&inbox))?;
         Ok((jobs, handle))
     }

@@ -125,7 +125,7 @@ struct Gateway {
     devices: Vec<Vec<Entry>>,
     by_set_topic: HashMap<String, DeviceId>,
     by_sim_topic: HashMap<String, DeviceId>,
-    jobs: Vec<std_mpsc::Sender<Job>>,
+    jobs: Vec<std_mpsc::SyncSender<Job>>,
     client: AsyncClient,
     connected: bool,
     /// Messages waiting for the broker; bounded, drops the oldest.
@@ -256,7 +256,8 @@ pub async fn run(
 
     tracing::info!("gateway stopping");
     for jobs in &gateway.jobs {
-        let _ = jobs.send(Job::Stop);
+        // A full queue means the thread is busy; closing the event channel below stops it too.
+        let _ = jobs.try_send(Job::Stop);
     }
     // Nobody reads bus events any more: closing the channel also frees a bus thread blocked on
     // a full channel, which would otherwise never see its Stop job.
@@ -440,11 +441,17 @@ impl Gateway {
         match parsed {
             Ok((command, args)) => {
                 let job = Job::Command { device: id.device, id: command.id, action: command.action, args };
-                if let Err(std_mpsc::SendError(job)) = self.jobs[id.bus].send(job) {
+                if let Err(refused) = self.jobs[id.bus].try_send(job) {
+                    let (job, message) = match refused {
+                        std_mpsc::TrySendError::Full(job) => {
+                            (job, format!("the bus is busy: {} commands are waiting", crate::bus::JOB_QUEUE))
+                        }
+                        std_mpsc::TrySendError::Disconnected(job) => (job, "the bus thread has stopped".to_owned()),
+                    };
                     let Job::Command { id: request, action, .. } = job else { return };
                     let error = CommandError {
                         kind: ErrorKind::Unavailable,
-                        message: "the bus thread has stopped".into(),
+                        message,
                         field: None,
                         expected: None,
                         got: None,
