@@ -386,6 +386,20 @@ impl Options {
             }
         }
     }
+    /// Refuses options the driver does not know, naming them and the accepted ones.
+    pub fn check_known(&self, driver: &str, known: &[&str]) -> Result<(), DeviceError> {
+        let unknown: Vec<String> = self.unknown(known).map(|name| format!("{name:?}")).collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let accepted = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+        Err(DeviceError::Config(format!(
+            "unknown option{} {} for driver {driver:?} (it accepts {accepted})",
+            if unknown.len() == 1 { "" } else { "s" },
+            unknown.join(", ")
+        )))
+    }
+
     /// Names of options this driver does not know, so the gateway can reject typos early.
     pub fn unknown<'a>(&'a self, known: &'a [&str]) -> impl Iterator<Item = &'a str> + 'a {
         self.0.keys().map(String::as_str).filter(move |k| !known.contains(k))

@@ -60,14 +60,5 @@ pub fn simulated(address: u8, options: &Options) -> Box<dyn I2cChip> {
 }
 
 fn check_options(options: &Options) -> Result<(), DeviceError> {
-    let unknown: Vec<String> = options.unknown(OPTIONS).map(|name| format!("{name:?}")).collect();
-    if unknown.is_empty() {
-        return Ok(());
-    }
-    let accepted = if OPTIONS.is_empty() { "none".to_owned() } else { OPTIONS.join(", ") };
-    Err(DeviceError::Config(format!(
-        "unknown option{} {} for driver {DRIVER:?} (it accepts {accepted})",
-        if unknown.len() == 1 { "" } else { "s" },
-        unknown.join(", ")
-    )))
+    options.check_known(DRIVER, OPTIONS)
 }

@@ -98,15 +98,7 @@ impl Settings {
     /// Validates the options: unknown names, non-numbers and values the chip cannot measure
     /// are configuration errors.
     pub(crate) fn from_options(options: &Options) -> Result<Self, DeviceError> {
-        let unknown: Vec<String> = options.unknown(crate::OPTIONS).map(|name| format!("{name:?}")).collect();
-        if !unknown.is_empty() {
-            return Err(DeviceError::Config(format!(
-                "unknown option {} for driver {} (it accepts {})",
-                unknown.join(", "),
-                crate::DRIVER,
-                crate::OPTIONS.join(", ")
-            )));
-        }
+        options.check_known(crate::DRIVER, crate::OPTIONS)?;
         let shunt_ohms = options.float_or(SHUNT_OHMS, DEFAULT_SHUNT_OHMS)?;
         if !(shunt_ohms.is_finite() && shunt_ohms > 0.0) {
             return Err(DeviceError::Config(format!(

@@ -44,15 +44,10 @@ pub fn simulated(options: &Options) -> Box<dyn SpiChip> {
 
 /// Refuses every option: the chip has none.
 fn check_options(options: &Options) -> Result<(), DeviceError> {
-    let unknown: Vec<String> = options.unknown(OPTIONS).map(|name| format!("{name:?}")).collect();
-    if unknown.is_empty() {
-        return Ok(());
-    }
-    let accepted = if OPTIONS.is_empty() { "none".to_owned() } else { OPTIONS.join(", ") };
-    Err(DeviceError::Config(format!(
-        "unknown option{} {} for driver {DRIVER:?} (it accepts {accepted}: the thermocouple type is fixed by the \
-         part number)",
-        if unknown.len() == 1 { "" } else { "s" },
-        unknown.join(", ")
-    )))
+    options.check_known(DRIVER, OPTIONS).map_err(|error| match error {
+        DeviceError::Config(message) => {
+            DeviceError::Config(format!("{message}: the thermocouple type is fixed by the part number"))
+        }
+        other => other,
+    })
 }

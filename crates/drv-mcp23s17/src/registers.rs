@@ -132,16 +132,7 @@ pub(crate) struct Settings {
 
 impl Settings {
     pub(crate) fn from_options(options: &Options) -> Result<Self, DeviceError> {
-        let unknown: Vec<String> = options.unknown(crate::OPTIONS).map(|name| format!("{name:?}")).collect();
-        if !unknown.is_empty() {
-            return Err(DeviceError::Config(format!(
-                "unknown option{} {} for driver {:?} (it accepts {})",
-                if unknown.len() == 1 { "" } else { "s" },
-                unknown.join(", "),
-                crate::DRIVER,
-                crate::OPTIONS.join(", ")
-            )));
-        }
+        options.check_known(crate::DRIVER, crate::OPTIONS)?;
         let hardware_address = options.int_or(HARDWARE_ADDRESS, 0)?;
         let hardware_address = u8::try_from(hardware_address)
             .ok()

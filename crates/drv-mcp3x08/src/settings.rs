@@ -31,15 +31,7 @@ impl Settings {
     /// Validates the options: unknown names, wrong types and values outside what the chip
     /// allows are configuration errors naming the option, the value and what is allowed.
     pub(crate) fn from_options(model: Model, options: &Options) -> Result<Self, DeviceError> {
-        let unknown: Vec<String> = options.unknown(crate::OPTIONS).map(|name| format!("{name:?}")).collect();
-        if !unknown.is_empty() {
-            return Err(DeviceError::Config(format!(
-                "unknown option {} for driver {} (it accepts {})",
-                unknown.join(", "),
-                model.driver(),
-                crate::OPTIONS.join(", ")
-            )));
-        }
+        options.check_known(model.driver(), crate::OPTIONS)?;
         let vref = options.float_or(VREF, DEFAULT_VREF)?;
         // Written so that NaN fails too.
         if !(vref > 0.0 && vref <= MAX_VREF) {

@@ -86,15 +86,7 @@ pub(crate) struct Settings {
 
 impl Settings {
     pub(crate) fn from_options(options: &Options) -> Result<Self, DeviceError> {
-        let unknown: Vec<String> = options.unknown(crate::OPTIONS).map(|name| format!("{name:?}")).collect();
-        if !unknown.is_empty() {
-            return Err(DeviceError::Config(format!(
-                "unknown option {} for driver {} (it accepts {})",
-                unknown.join(", "),
-                crate::DRIVER,
-                crate::OPTIONS.join(", ")
-            )));
-        }
+        options.check_known(crate::DRIVER, crate::OPTIONS)?;
         let frequency_hz = options.float_or(FREQUENCY_HZ, DEFAULT_FREQUENCY_HZ)?;
         if !(FREQUENCY_MIN_HZ..=FREQUENCY_MAX_HZ).contains(&frequency_hz) {
             return Err(DeviceError::Config(format!(

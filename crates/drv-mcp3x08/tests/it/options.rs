@@ -70,8 +70,8 @@ fn options_are_applied() {
 #[test]
 fn unknown_options_are_named_with_the_accepted_ones() {
     check(&[("vrf", Value::Float(3.3)), ("gain", Value::Int(2))], &["\"gain\"", "\"vrf\"", "accepts vref, inputs"]);
-    assert!(config_error(Model::Mcp3008, &options(&[("gain", Value::Int(2))])).contains("driver mcp3008"));
-    assert!(config_error(Model::Mcp3208, &options(&[("gain", Value::Int(2))])).contains("driver mcp3208"));
+    assert!(config_error(Model::Mcp3008, &options(&[("gain", Value::Int(2))])).contains("driver \"mcp3008\""));
+    assert!(config_error(Model::Mcp3208, &options(&[("gain", Value::Int(2))])).contains("driver \"mcp3208\""));
 }
 
 #[test]
