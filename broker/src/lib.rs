@@ -22,17 +22,23 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use board::{Board, JournalOutput};
 use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, ServerSettings};
 use tokio::sync::mpsc;
 
+pub mod frame;
+pub mod gate;
 pub mod journal;
+pub mod policy;
 mod ready;
 pub mod tap;
 
+use gate::{Admission, Counters, Gate};
 use journal::Journal;
+use policy::{Policy, PolicyError};
 use tap::Tap;
 
 /// The substring of the readiness line that scripts and tests wait for.
@@ -68,6 +74,8 @@ pub enum Error {
     RemoteListen(SocketAddr),
     #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
     Signals(io::Error),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 /// Where `--journal` sends the journal, overriding the board file.
@@ -110,7 +118,10 @@ impl Overrides {
             if !address.ip().is_loopback() {
                 return Err(Error::RemoteListen(address));
             }
-            board.broker.listeners = vec![board::Listener { name: Self::LISTEN_NAME.into(), address }];
+            // As open as the board's most open listener: no more, since the override exists for
+            // local runs of the same board.
+            let anonymous = board.broker.listeners.iter().any(|listener| listener.anonymous);
+            board.broker.listeners = vec![board::Listener { name: Self::LISTEN_NAME.into(), address, anonymous }];
         }
         let journal = &mut board.broker.journal;
         match &self.journal {
@@ -233,13 +244,23 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
         None
     };
     let tap = Tap::new(journal.as_ref().map(Journal::sender));
+    let policy = Arc::new(Policy::from_board(board)?);
+    let counters = Arc::new(Counters::default());
 
     let router_tx = Router::new(config.id, config.router.clone()).spawn();
     let servers = config.v4.unwrap_or_default();
     let (stopped_tx, mut stopped) = mpsc::unbounded_channel();
     for listener in listeners {
         let Some(settings) = servers.get(&listener.name) else { continue };
-        let mut server = Server::new(settings.clone(), router_tx.clone(), tap.wrap(rumqttd::protocol::v4::V4));
+        let admission = Admission {
+            listener: listener.name.clone(),
+            anonymous: listener.anonymous,
+            max_keepalive_s: board.broker.limits.max_keepalive_s,
+            policy: policy.clone(),
+            counters: counters.clone(),
+        };
+        let codec = tap.wrap(Gate::new(rumqttd::protocol::v4::V4, admission));
+        let mut server = Server::new(settings.clone(), router_tx.clone(), codec);
         let stopped_tx = stopped_tx.clone();
         let (name, address) = (listener.name.clone(), listener.address);
         tokio::spawn(async move {

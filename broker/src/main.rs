@@ -1,21 +1,27 @@
-//! The busgate broker: `broker --board boards/NAME.toml [--journal stdout|off|FILE] [--listen ADDR]`.
+//! The busgate broker: `broker --board boards/NAME.toml [--journal stdout|off|FILE] [--listen ADDR]`,
+//! and the credential tools: `broker hash-password` (reads a password on stdin, prints its hash for
+//! the board file) and `broker gen-password --out FILE` (a random password in a new mode 0600
+//! file, for a gateway's `credentials_dir`; prints its hash).
 
-use std::io::IsTerminal as _;
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use broker::{JournalChoice, Overrides};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 /// Runs the board's MQTT broker (rumqttd) with the listeners, limits and journal of its board file.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    tool: Option<Tool>,
     /// The board file, e.g. boards/sim.toml.
-    #[arg(long)]
-    board: PathBuf,
+    #[arg(long, required = true)]
+    board: Option<PathBuf>,
     /// Where the message journal goes: stdout, off, or a file (rotated as the board file says).
     #[arg(long, value_name = "stdout|off|FILE")]
     journal: Option<JournalChoice>,
@@ -24,9 +30,48 @@ struct Args {
     listen: Option<SocketAddr>,
 }
 
+#[derive(Debug, Subcommand)]
+enum Tool {
+    /// Reads a password from stdin and prints its salted Argon2id hash for `password_hash`.
+    HashPassword,
+    /// Writes a new random password to FILE (created, mode 0600) and prints its hash.
+    GenPassword {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+fn tool(tool: Tool) -> anyhow::Result<()> {
+    match tool {
+        Tool::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password).context("reading the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "an empty password on stdin");
+            println!("{}", broker::policy::hash_password(password)?);
+        }
+        Tool::GenPassword { out } => {
+            let password = broker::policy::random_password()?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .with_context(|| format!("creating {}", out.display()))?;
+            file.write_all(password.as_bytes()).with_context(|| format!("writing {}", out.display()))?;
+            println!("{}", broker::policy::hash_password(&password)?);
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main(worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(command) = args.tool {
+        return tool(command);
+    }
+    let Some(board) = args.board else { anyhow::bail!("--board is required") };
     // rumqttd is chatty: it logs every connection at info (hidden by default) and even an
     // ordinary disconnection at error (shown).
     // rumqttd's router logs every ordinary client disconnect as an error ("no-connection id
@@ -39,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    let mut board = board::Board::load(&args.board).context("loading the board file")?;
+    let mut board = board::Board::load(&board).context("loading the board file")?;
     Overrides { journal: args.journal, listen: args.listen }.apply(&mut board).context("applying the command line")?;
     let shutdown = broker::shutdown_signal()?;
     broker::run(&board, shutdown).await.with_context(|| format!("running the broker of board {:?}", board.name))

@@ -4,6 +4,7 @@
 
 mod journal;
 mod limits;
+mod security;
 mod startup;
 
 use std::io::{BufRead as _, BufReader};

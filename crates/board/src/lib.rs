@@ -65,12 +65,30 @@ pub struct Broker {
     pub listeners: Vec<Listener>,
     pub limits: Limits,
     pub journal: Journal,
+    /// Identities that may log in; a gateway logs in as the user named after its program
+    /// (e.g. `i2c-gateway`), whose access rules the broker derives from the board.
+    pub users: Vec<User>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listener {
     pub name: String,
     pub address: SocketAddr,
+    /// Clients may connect without a user name (and get the anonymous identity's access).
+    pub anonymous: bool,
+}
+
+/// One identity that may log in to the broker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub name: String,
+    /// A salted hash in PHC string form (`$argon2id$...`), never the password.
+    pub password_hash: String,
+    /// Topic patterns (with `%c` and `%u`) this user may publish to; with `subscribe`, empty
+    /// means no restriction unless the broker derives rules for the user.
+    pub publish: Vec<String>,
+    /// Topic patterns this user may subscribe within.
+    pub subscribe: Vec<String>,
 }
 
 /// Bounds on what the broker accepts and keeps, so it fits in a small board's memory.
@@ -87,6 +105,9 @@ pub struct Limits {
     pub segment_bytes: usize,
     /// Segments kept per filter; memory per filter is at most `segment_bytes * max_segments`.
     pub max_segments: usize,
+    /// Largest keepalive a client may ask for; a client asking for 0 (no keepalive) is given
+    /// this as its idle limit.
+    pub max_keepalive_s: u16,
 }
 
 /// The message journal: every message through the broker, for debugging.
@@ -116,6 +137,9 @@ pub struct Gateway {
     pub retry_min_ms: u64,
     pub retry_max_ms: u64,
     pub health_interval_s: u64,
+    /// Where each gateway finds its broker password, in `{gateway}.password` (e.g.
+    /// `i2c-gateway.password`, mode 0600, made at install time); unset: connect anonymously.
+    pub credentials_dir: Option<PathBuf>,
 }
 
 /// One bus of the board.

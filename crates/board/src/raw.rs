@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
-    Board, BoardError, Broker, Bus, Deploy, Device, Gateway, Journal, Limits, Listener, SpiSettings, check_name,
+    Board, BoardError, Broker, Bus, Deploy, Device, Gateway, Journal, Limits, Listener, SpiSettings, User, check_name,
     line_of, spanned,
 };
 
@@ -72,16 +72,35 @@ struct BrokerSection {
     limits: LimitsSection,
     #[serde(default)]
     journal: JournalSection,
+    /// Identities that may log in, by user name.
+    #[serde(default)]
+    users: BTreeMap<String, Spanned<UserSection>>,
 }
 
 impl Default for BrokerSection {
     fn default() -> Self {
-        Self { listeners: default_listeners(), limits: LimitsSection::default(), journal: JournalSection::default() }
+        Self {
+            listeners: default_listeners(),
+            limits: LimitsSection::default(),
+            journal: JournalSection::default(),
+            users: BTreeMap::new(),
+        }
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserSection {
+    password_hash: Spanned<String>,
+    #[serde(default)]
+    publish: Vec<Spanned<String>>,
+    #[serde(default)]
+    subscribe: Vec<Spanned<String>>,
+}
+
 fn default_listeners() -> BTreeMap<String, Spanned<ListenerSection>> {
-    let local = ListenerSection { address: Spanned::new(0..0, DEFAULT_LISTEN.into()), allow_remote: false };
+    let local =
+        ListenerSection { address: Spanned::new(0..0, DEFAULT_LISTEN.into()), allow_remote: false, anonymous: None };
     BTreeMap::from([("local".to_owned(), Spanned::new(0..0, local))])
 }
 
@@ -95,6 +114,9 @@ struct ListenerSection {
     /// who reaches the port reaches every device.
     #[serde(default)]
     allow_remote: bool,
+    /// Whether clients may connect without a user name. Unset: only on a loopback listener of a
+    /// board that declares no users.
+    anonymous: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +128,7 @@ struct LimitsSection {
     max_inflight: Spanned<u16>,
     segment_bytes: Spanned<usize>,
     max_segments: Spanned<usize>,
+    max_keepalive_s: Spanned<u16>,
 }
 
 impl Default for LimitsSection {
@@ -118,6 +141,7 @@ impl Default for LimitsSection {
             max_inflight: Spanned::new(0..0, 100),
             segment_bytes: at(256 * 1024),
             max_segments: at(4),
+            max_keepalive_s: Spanned::new(0..0, 3_600),
         }
     }
 }
@@ -161,6 +185,7 @@ struct GatewaySection {
     retry_min_ms: Spanned<u64>,
     retry_max_ms: Spanned<u64>,
     health_interval_s: Spanned<u64>,
+    credentials_dir: Option<Spanned<PathBuf>>,
 }
 
 impl Default for GatewaySection {
@@ -175,6 +200,7 @@ impl Default for GatewaySection {
             retry_min_ms: at(500),
             retry_max_ms: at(30_000),
             health_interval_s: at(10),
+            credentials_dir: None,
         }
     }
 }
@@ -484,6 +510,34 @@ pub(crate) fn validate(raw: BoardFile, text: &str, file: &Path) -> Result<Board,
 }
 
 fn validate_broker(check: &Checker<'_>, raw: BrokerSection) -> Result<Broker, BoardError> {
+    let mut users = Vec::new();
+    for (name, user) in raw.users {
+        let span = user.span();
+        let user = user.into_inner();
+        let field = format!("broker.users.{name}");
+        check_name(&name).map_err(|message| check.error(span.clone(), &field, message))?;
+        let hash = user.password_hash.get_ref();
+        if !hash.starts_with('$') {
+            return Err(check.error(
+                user.password_hash.span(),
+                format!("{field}.password_hash"),
+                "expected a PHC hash string starting with '$' (made by `broker hash-password`), never a password",
+            ));
+        }
+        let rules = |list: &[Spanned<String>], kind: &str| -> Result<Vec<String>, BoardError> {
+            list.iter()
+                .enumerate()
+                .map(|(index, rule)| {
+                    check_pattern(rule.get_ref())
+                        .map(|()| rule.get_ref().clone())
+                        .map_err(|message| check.error(rule.span(), format!("{field}.{kind}[{index}]"), message))
+                })
+                .collect()
+        };
+        let publish = rules(&user.publish, "publish")?;
+        let subscribe = rules(&user.subscribe, "subscribe")?;
+        users.push(User { name, password_hash: hash.clone(), publish, subscribe });
+    }
     let mut listeners = Vec::new();
     for (name, listener) in raw.listeners {
         let span = listener.span();
@@ -498,7 +552,8 @@ fn validate_broker(check: &Checker<'_>, raw: BrokerSection) -> Result<Broker, Bo
                 format!("{address} is reachable from other machines; set allow_remote = true on this listener if that is really wanted"),
             ));
         }
-        listeners.push(Listener { name, address });
+        let anonymous = listener.anonymous.unwrap_or(address.ip().is_loopback() && users.is_empty());
+        listeners.push(Listener { name, address, anonymous });
     }
     if listeners.is_empty() {
         return Err(check.error(0..0, "broker.listeners", "the broker needs at least one listener"));
@@ -516,6 +571,7 @@ fn validate_broker(check: &Checker<'_>, raw: BrokerSection) -> Result<Broker, Bo
         max_inflight: check.range(&l.max_inflight, "broker.limits.max_inflight", 1, u16::MAX)?,
         segment_bytes: check.range(&l.segment_bytes, "broker.limits.segment_bytes", 1024, 1024 * 1024 * 1024)?,
         max_segments: check.range(&l.max_segments, "broker.limits.max_segments", 1, 1024)?,
+        max_keepalive_s: check.range(&l.max_keepalive_s, "broker.limits.max_keepalive_s", 1, u16::MAX)?,
     };
     if limits.segment_bytes < limits.max_payload_bytes {
         return Err(check.error(
@@ -534,7 +590,7 @@ fn validate_broker(check: &Checker<'_>, raw: BrokerSection) -> Result<Broker, Bo
         max_file_bytes: check.range(&j.max_file_bytes, "broker.journal.max_file_bytes", 4096, u64::MAX)?,
         max_files: j.max_files,
     };
-    Ok(Broker { listeners, limits, journal })
+    Ok(Broker { listeners, limits, journal, users })
 }
 
 fn validate_gateway(check: &Checker<'_>, raw: GatewaySection, broker: &Broker) -> Result<Gateway, BoardError> {
@@ -563,6 +619,7 @@ fn validate_gateway(check: &Checker<'_>, raw: GatewaySection, broker: &Broker) -
         retry_min_ms,
         retry_max_ms,
         health_interval_s: check.range(&raw.health_interval_s, "gateway.health_interval_s", 1, 86_400)?,
+        credentials_dir: raw.credentials_dir.map(Spanned::into_inner),
     })
 }
 
@@ -590,4 +647,19 @@ fn convert_options(
         options.insert(key, value);
     }
     Ok(device::Options(options))
+}
+
+/// An access-rule pattern: a topic filter whose levels may hold `%c` and `%u`.
+fn check_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() || pattern.chars().any(char::is_control) {
+        return Err(format!("{pattern:?} is not a topic filter: empty or with a control character"));
+    }
+    let levels: Vec<&str> = pattern.split('/').collect();
+    for (index, level) in levels.iter().enumerate() {
+        let alone = *level == "+" || (*level == "#" && index == levels.len() - 1);
+        if level.contains(['+', '#']) && !alone {
+            return Err(format!("{pattern:?}: + must stand alone in a level, # alone in the last level"));
+        }
+    }
+    Ok(())
 }

@@ -47,6 +47,9 @@ pub struct Settings {
     pub health_interval: Duration,
     /// Home Assistant discovery prefix, when discovery configs are published.
     pub homeassistant: Option<String>,
+    /// The file holding the broker password of the user named after the gateway program, when
+    /// the board gives a credentials directory; otherwise the gateway connects anonymously.
+    pub password_file: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -68,6 +71,7 @@ impl Settings {
             retry: RetryPolicy { min: ms(g.retry_min_ms), max: ms(g.retry_max_ms) },
             health_interval: Duration::from_secs(g.health_interval_s),
             homeassistant: board.homeassistant.clone(),
+            password_file: g.credentials_dir.as_ref().map(|dir| dir.join(format!("{}.password", kind.gateway()))),
         }
     }
 }
@@ -84,6 +88,8 @@ pub struct Bus {
 pub enum RuntimeError {
     #[error("starting the thread for bus {bus:?}: {source}")]
     Thread { bus: String, source: std::io::Error },
+    #[error("password file {}: {message}", path.display())]
+    Credentials { path: std::path::PathBuf, message: String },
 }
 
 /// Counters reported on the health topic and returned when the gateway stops.
@@ -205,7 +211,11 @@ pub async fn run(
     }
     drop(bus_events_tx);
 
-    let (client, eventloop) = AsyncClient::new(mqtt_options(&settings, &topics), REQUEST_QUEUE);
+    let mut options = mqtt_options(&settings, &topics);
+    if let Some(path) = &settings.password_file {
+        options.set_credentials(settings.gateway.clone(), read_password(path)?);
+    }
+    let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
     let (session_tx, mut session_events) = mpsc::channel(256);
     let wake_on_progress = Arc::new(AtomicBool::new(false));
     let session = tokio::spawn(session::drive(
@@ -266,6 +276,19 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
     gateway.stop(session, &mut session_events).await;
     Ok(gateway.final_counters())
+}
+
+/// The gateway's broker password, from a file only its owner can read (made at install time by
+/// `broker gen-password`).
+fn read_password(path: &std::path::Path) -> Result<String, RuntimeError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let error = |message: String| RuntimeError::Credentials { path: path.to_owned(), message };
+    let mode = std::fs::metadata(path).map_err(|e| error(e.to_string()))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(error(format!("mode {:o} lets others read it; chmod 600", mode & 0o777)));
+    }
+    let password = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    Ok(password.trim_end().to_owned())
 }
 
 fn mqtt_options(settings: &Settings, topics: &GatewayTopics) -> MqttOptions {

@@ -126,10 +126,8 @@ pub fn substitute(pattern: &str, client_id: &str, username: Option<&str>) -> Opt
 /// What a gateway may publish: its devices' readings, replies and availability, its own status
 /// and health, and (when the board publishes them) Home Assistant discovery configs.
 pub fn gateway_publish(board: &str, bus_kind: &str, gateway: &str, homeassistant: Option<&str>) -> Vec<String> {
-    let mut rules: Vec<String> = ["state", "reply", "availability"]
-        .iter()
-        .map(|leaf| format!("{ROOT}/{board}/{bus_kind}/+/+/{leaf}"))
-        .collect();
+    let mut rules: Vec<String> =
+        ["state", "reply", "availability"].iter().map(|leaf| format!("{ROOT}/{board}/{bus_kind}/+/+/{leaf}")).collect();
     rules.push(format!("{ROOT}/{board}/{gateway}/status"));
     rules.push(format!("{ROOT}/{board}/{gateway}/health"));
     if let Some(prefix) = homeassistant {
@@ -231,7 +229,8 @@ mod tests {
         }
         assert!(may_publish("homeassistant/sensor/busgate_sim_i2c_i2c1_ambient/temperature/config"));
         let other = crate::topic::DeviceTopics::new("sim", "spi", "spi0", "adc");
-        for topic in [devices.set(), devices.sim(), other.set(), other.state(), "busgate/sim/spi-gateway/status".into()] {
+        for topic in [devices.set(), devices.sim(), other.set(), other.state(), "busgate/sim/spi-gateway/status".into()]
+        {
             assert!(!may_publish(&topic), "{topic}");
         }
         let may_subscribe = |filter: &str| subscribe.iter().any(|rule| filter_within(filter, rule));

@@ -1,0 +1,324 @@
+//! The gate: rumqttd's MQTT codec, wrapped per connection to enforce the protocol, logins and
+//! access rules before rumqttd sees a packet, and to answer the client where rumqttd would not.
+//!
+//! rumqttd clones a server's codec for each connection, and every packet in either direction
+//! goes through it: `read_mut` for what the client sends, `write` for what rumqttd answers. The
+//! gate uses that to be a small per-connection state machine:
+//!
+//! - Every frame is first checked strictly ([`crate::frame`]); a violation closes the
+//!   connection. So does a second CONNECT, or anything before the first.
+//! - CONNECT is authenticated against the board's identities. A refused login is handed to
+//!   rumqttd rewritten as a connect rumqttd refuses by itself (an empty client id with
+//!   `clean_session = false`, no will), so rumqttd writes a refusing CONNACK and closes; the gate
+//!   rewrites that CONNACK's code to the real reason (4: bad user name or password; 5: not
+//!   authorized; 1: protocol level; 2: keepalive over the limit). The refused connection never
+//!   reaches the router, so it cannot take over a session or leave a will.
+//! - Keepalive 0 (legal, "no keepalive") becomes the board's maximum, which rumqttd accepts.
+//! - A denied PUBLISH or an all-denied SUBSCRIBE is not passed on; rumqttd gets a PINGREQ in
+//!   its place, and the gate turns rumqttd's PINGRESP into the answer the client expects
+//!   (PUBACK or PUBREC for a denied QoS 1 or 2 publish, a SUBACK with failure codes, or
+//!   nothing). rumqttd answers packets in order, so a queue of what each PINGRESP stands for is
+//!   exact. A partly denied SUBSCRIBE passes on the allowed filters and the SUBACK is patched.
+//! - UNSUBSCRIBE is always answered with one UNSUBACK (rumqttd sends one per removed filter,
+//!   and none when nothing was subscribed), by the same PINGREQ substitution.
+//!
+//! The gate sits inside the journal's tap, so a denied message is not journaled.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::BytesMut;
+use rumqttd::protocol::{
+    self, ConnAck, Connect, ConnectReturnCode, Packet, PingReq, Protocol, PubAck, PubAckReason, PubComp, PubCompReason,
+    PubRec, PubRecReason, SubAck, SubscribeReasonCode, UnsubAck, UnsubAckReason,
+};
+
+use crate::frame::{self, Frame};
+use crate::policy::{Bound, Policy, Refusal};
+
+/// Counters shared by all connections, for the health topic and the log.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub connections: AtomicU64,
+    pub refused: AtomicU64,
+    pub violations: AtomicU64,
+    pub denied_publish: AtomicU64,
+    pub denied_subscribe: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub messages_out: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What one listener admits.
+#[derive(Clone)]
+pub struct Admission {
+    pub listener: String,
+    pub anonymous: bool,
+    pub max_keepalive_s: u16,
+    pub policy: Arc<Policy>,
+    pub counters: Arc<Counters>,
+}
+
+/// A gated codec. See the module documentation.
+pub struct Gate<P> {
+    inner: P,
+    admission: Admission,
+    /// Read and written from both directions; `read_mut` has `&mut self` and takes it without
+    /// locking, `write` locks it (uncontended: one connection is one task).
+    state: Mutex<State>,
+}
+
+impl<P: Clone> Clone for Gate<P> {
+    /// A fresh gate for a new connection.
+    fn clone(&self) -> Self {
+        Gate::new(self.inner.clone(), self.admission.clone())
+    }
+}
+
+impl<P> Gate<P> {
+    pub fn new(inner: P, admission: Admission) -> Gate<P> {
+        Gate { inner, admission, state: Mutex::new(State::default()) }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    phase: Phase,
+    /// Packets for rumqttd made up by the gate, handed over before reading the next frame.
+    pending: VecDeque<Packet>,
+    /// What each PINGREQ handed to rumqttd stands for, oldest first.
+    pings: VecDeque<Ping>,
+    /// SUBSCRIBEs passed on with some filters removed: packet id and which were allowed.
+    partial_subscribes: Vec<(u16, Vec<bool>)>,
+    /// Packet ids of denied QoS 2 publishes, whose PUBREL the gate answers.
+    denied_qos2: HashSet<u16>,
+}
+
+#[derive(Default)]
+enum Phase {
+    #[default]
+    Connecting,
+    Refused(ConnectReturnCode),
+    /// Logged in; `None` rules: no restriction.
+    Connected(Option<Bound>),
+}
+
+enum Ping {
+    /// The client's own PINGREQ.
+    Client,
+    /// Write nothing (a denied QoS 0 publish).
+    Swallow,
+    /// Write this instead.
+    Answer(Box<Packet>),
+}
+
+fn violation(reason: impl std::fmt::Display, counters: &Counters) -> protocol::Error {
+    bump(&counters.violations);
+    tracing::debug!("closing a connection: {reason}");
+    protocol::Error::MalformedPacket
+}
+
+impl<P: Protocol> Protocol for Gate<P> {
+    fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, protocol::Error> {
+        let admission = &self.admission;
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(packet) = state.pending.pop_front() {
+            return Ok(packet);
+        }
+        if let Phase::Refused(_) = state.phase {
+            return Err(protocol::Error::MalformedPacket);
+        }
+        let (frame, size) = match frame::check(stream, max_size) {
+            Ok(Some(found)) => found,
+            // Let rumqttd's codec say how many bytes it needs.
+            Ok(None) => return self.inner.read_mut(stream, max_size),
+            Err(reason) => return Err(violation(reason, &admission.counters)),
+        };
+        let connecting = matches!(state.phase, Phase::Connecting);
+        match (&frame, connecting) {
+            (Frame::Connect | Frame::OtherLevel(_), false) => {
+                return Err(violation("a second CONNECT", &admission.counters));
+            }
+            (Frame::Connect | Frame::OtherLevel(_), true) => {}
+            (_, true) => return Err(violation("a packet before CONNECT", &admission.counters)),
+            (_, false) => {}
+        }
+        if let Frame::OtherLevel(level) = frame {
+            let _ = stream.split_to(size);
+            tracing::debug!(level, "refusing a connection with an unsupported protocol level");
+            return Ok(refuse(state, admission, ConnectReturnCode::RefusedProtocolVersion));
+        }
+
+        let packet = self.inner.read_mut(stream, max_size)?;
+        match packet {
+            Packet::Connect(connect, properties, will, will_properties, login) => {
+                let rules = match &login {
+                    Some(login) => admission.policy.login(&login.username, login.password.as_bytes()),
+                    None if admission.anonymous => Ok(admission.policy.anonymous()),
+                    None => Err(Refusal::NotAuthorized),
+                };
+                let rules = match rules {
+                    Ok(rules) => rules,
+                    Err(refusal) => {
+                        let user = login.as_ref().map(|login| login.username.as_str());
+                        tracing::info!(
+                            listener = admission.listener,
+                            client_id = connect.client_id,
+                            user,
+                            "login refused"
+                        );
+                        let code = match refusal {
+                            Refusal::BadUserNamePassword => ConnectReturnCode::BadUserNamePassword,
+                            Refusal::NotAuthorized => ConnectReturnCode::NotAuthorized,
+                        };
+                        return Ok(refuse(state, admission, code));
+                    }
+                };
+                if connect.keep_alive > admission.max_keepalive_s {
+                    tracing::info!(
+                        client_id = connect.client_id,
+                        keep_alive = connect.keep_alive,
+                        "keepalive too long"
+                    );
+                    return Ok(refuse(state, admission, ConnectReturnCode::ClientIdentifierNotValid));
+                }
+                let bound = rules.bind(&connect.client_id, login.as_ref().map(|login| login.username.as_str()));
+                if let (Some(will), Some(bound)) = (&will, &bound)
+                    && !bound.may_publish(&String::from_utf8_lossy(&will.topic))
+                {
+                    tracing::info!(client_id = connect.client_id, "will topic not allowed");
+                    return Ok(refuse(state, admission, ConnectReturnCode::NotAuthorized));
+                }
+                state.phase = Phase::Connected(bound);
+                let keep_alive = if connect.keep_alive == 0 { admission.max_keepalive_s } else { connect.keep_alive };
+                Ok(Packet::Connect(Connect { keep_alive, ..connect }, properties, will, will_properties, None))
+            }
+            Packet::Publish(publish, properties) => {
+                let Frame::Publish { qos, pkid } = frame else { return Ok(Packet::Publish(publish, properties)) };
+                let Phase::Connected(Some(bound)) = &state.phase else {
+                    bump(&admission.counters.messages_in);
+                    return Ok(Packet::Publish(publish, properties));
+                };
+                // The frame check made sure the topic is UTF-8.
+                let topic = std::str::from_utf8(&publish.topic).unwrap_or_default();
+                if bound.may_publish(topic) {
+                    bump(&admission.counters.messages_in);
+                    return Ok(Packet::Publish(publish, properties));
+                }
+                bump(&admission.counters.denied_publish);
+                tracing::info!(listener = admission.listener, topic, "publish denied");
+                let answer = match qos {
+                    0 => Ping::Swallow,
+                    1 => Ping::Answer(Box::new(Packet::PubAck(PubAck { pkid, reason: PubAckReason::Success }, None))),
+                    _ => {
+                        state.denied_qos2.insert(pkid);
+                        Ping::Answer(Box::new(Packet::PubRec(PubRec { pkid, reason: PubRecReason::Success }, None)))
+                    }
+                };
+                state.pings.push_back(answer);
+                Ok(Packet::PingReq(PingReq))
+            }
+            Packet::PubRel(pubrel, properties) => {
+                if !state.denied_qos2.remove(&pubrel.pkid) {
+                    return Ok(Packet::PubRel(pubrel, properties));
+                }
+                let pubcomp = PubComp { pkid: pubrel.pkid, reason: PubCompReason::Success };
+                state.pings.push_back(Ping::Answer(Box::new(Packet::PubComp(pubcomp, None))));
+                Ok(Packet::PingReq(PingReq))
+            }
+            Packet::Subscribe(mut subscribe, properties) => {
+                let Phase::Connected(Some(bound)) = &state.phase else {
+                    return Ok(Packet::Subscribe(subscribe, properties));
+                };
+                let allowed: Vec<bool> = subscribe.filters.iter().map(|f| bound.may_subscribe(&f.path)).collect();
+                if allowed.iter().all(|&a| a) {
+                    return Ok(Packet::Subscribe(subscribe, properties));
+                }
+                for (filter, _) in subscribe.filters.iter().zip(&allowed).filter(|(_, allowed)| !**allowed) {
+                    bump(&admission.counters.denied_subscribe);
+                    tracing::info!(listener = admission.listener, filter = filter.path, "subscribe denied");
+                }
+                if allowed.iter().all(|&a| !a) {
+                    let return_codes = vec![SubscribeReasonCode::Failure; allowed.len()];
+                    let suback = SubAck { pkid: subscribe.pkid, return_codes };
+                    state.pings.push_back(Ping::Answer(Box::new(Packet::SubAck(suback, None))));
+                    return Ok(Packet::PingReq(PingReq));
+                }
+                let mut keep = allowed.iter();
+                subscribe.filters.retain(|_| keep.next().copied().unwrap_or(false));
+                state.partial_subscribes.push((subscribe.pkid, allowed));
+                Ok(Packet::Subscribe(subscribe, properties))
+            }
+            Packet::Unsubscribe(unsubscribe, properties) => {
+                let reasons = vec![UnsubAckReason::Success; unsubscribe.filters.len()];
+                let unsuback = UnsubAck { pkid: unsubscribe.pkid, reasons };
+                state.pings.push_back(Ping::Answer(Box::new(Packet::UnsubAck(unsuback, None))));
+                state.pending.push_back(Packet::PingReq(PingReq));
+                Ok(Packet::Unsubscribe(unsubscribe, properties))
+            }
+            Packet::PingReq(ping) => {
+                state.pings.push_back(Ping::Client);
+                Ok(Packet::PingReq(ping))
+            }
+            other => Ok(other),
+        }
+    }
+
+    fn write(&self, packet: Packet, buffer: &mut BytesMut) -> Result<usize, protocol::Error> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let packet = match packet {
+            Packet::ConnAck(ack, properties) => match state.phase {
+                Phase::Refused(code) => Packet::ConnAck(ConnAck { session_present: false, code }, properties),
+                _ => {
+                    if ack.code == ConnectReturnCode::Success {
+                        bump(&self.admission.counters.connections);
+                    }
+                    Packet::ConnAck(ack, properties)
+                }
+            },
+            Packet::PingResp(pingresp) => match state.pings.pop_front() {
+                Some(Ping::Client) | None => Packet::PingResp(pingresp),
+                Some(Ping::Swallow) => return Ok(0),
+                Some(Ping::Answer(answer)) => *answer,
+            },
+            Packet::SubAck(mut suback, properties) => {
+                if let Some(index) = state.partial_subscribes.iter().position(|(pkid, _)| *pkid == suback.pkid) {
+                    let (_, allowed) = state.partial_subscribes.remove(index);
+                    let mut granted = suback.return_codes.into_iter();
+                    suback.return_codes = allowed
+                        .iter()
+                        .map(|&ok| {
+                            if ok {
+                                granted.next().unwrap_or(SubscribeReasonCode::Failure)
+                            } else {
+                                SubscribeReasonCode::Failure
+                            }
+                        })
+                        .collect();
+                }
+                Packet::SubAck(suback, properties)
+            }
+            // The gate sends exactly one per UNSUBSCRIBE itself.
+            Packet::UnsubAck(..) => return Ok(0),
+            Packet::Publish(publish, properties) => {
+                bump(&self.admission.counters.messages_out);
+                Packet::Publish(publish, properties)
+            }
+            other => other,
+        };
+        drop(state);
+        self.inner.write(packet, buffer)
+    }
+}
+
+/// Hands rumqttd a connect it refuses by itself, remembering the code the client should get.
+fn refuse(state: &mut State, admission: &Admission, code: ConnectReturnCode) -> Packet {
+    bump(&admission.counters.refused);
+    state.phase = Phase::Refused(code);
+    let connect = Connect { keep_alive: 1, client_id: String::new(), clean_session: false };
+    Packet::Connect(connect, None, None, None, None)
+}
