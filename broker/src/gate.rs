@@ -22,16 +22,28 @@
 //! - UNSUBSCRIBE is always answered with one UNSUBACK (rumqttd sends one per removed filter,
 //!   and none when nothing was subscribed), by the same PINGREQ substitution.
 //!
+//! - Acknowledgements are checked against what is in flight to the client: a PUBREC for a
+//!   QoS 1 message or a PUBACK for a QoS 2 one closes the connection, and acknowledgements for
+//!   nothing are ignored or answered as Mosquitto does (rumqttd would disconnect).
+//! - Delivered QoS is min(published, granted). rumqttd sends every message at the
+//!   subscription's QoS, so the gate marks each publish with its QoS (in the MQTT 5
+//!   `payload_format_indicator` property, which rumqttd keeps with the message, retained ones
+//!   included, and the MQTT 3.1.1 encoder never writes) and writes a QoS 0 message as QoS 0;
+//!   rumqttd still waits for its acknowledgement, which the gate makes up and hands it on the
+//!   connection's next read (rumqttd reads again right after every write). A QoS 1 message to a
+//!   QoS 2 subscriber still goes out as QoS 2.
+//!
 //! The gate sits inside the journal's tap, so a denied message is not journaled.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::BytesMut;
 use rumqttd::protocol::{
     self, ConnAck, Connect, ConnectReturnCode, Packet, PingReq, Protocol, PubAck, PubAckReason, PubComp, PubCompReason,
-    PubRec, PubRecReason, SubAck, SubscribeReasonCode, UnsubAck, UnsubAckReason,
+    PubRec, PubRecReason, PubRel, PubRelReason, Publish, PublishProperties, SubAck, SubscribeReasonCode, UnsubAck,
+    UnsubAckReason,
 };
 
 use crate::frame::{self, Frame};
@@ -96,6 +108,54 @@ struct State {
     partial_subscribes: Vec<(u16, Vec<bool>)>,
     /// Packet ids of denied QoS 2 publishes, whose PUBREL the gate answers.
     denied_qos2: HashSet<u16>,
+    /// Packet ids of QoS 2 publishes passed to rumqttd and not released yet.
+    incoming_qos2: HashSet<u16>,
+    /// Messages in flight to the client, by packet id.
+    outgoing: HashMap<u16, Outgoing>,
+    /// Whether the session is persistent: then rumqttd may know of packet ids from an earlier
+    /// connection that the gate does not, and decides about them itself.
+    persistent: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outgoing {
+    QoS1,
+    /// QoS 2 sent, waiting for PUBREC.
+    QoS2,
+    /// QoS 2 released (PUBREL sent), waiting for PUBCOMP.
+    Released,
+}
+
+/// `payload_format_indicator` values marking a publish with its QoS as published (see the
+/// module documentation); real values of that property are 0 and 1.
+const QOS_MARK: u8 = 0xb0;
+
+fn mark(qos: u8, properties: Option<PublishProperties>) -> Option<PublishProperties> {
+    let mut properties = properties.unwrap_or(PublishProperties {
+        payload_format_indicator: None,
+        message_expiry_interval: None,
+        topic_alias: None,
+        response_topic: None,
+        correlation_data: None,
+        user_properties: Vec::new(),
+        subscription_identifiers: Vec::new(),
+        content_type: None,
+    });
+    properties.payload_format_indicator = Some(QOS_MARK | qos);
+    Some(properties)
+}
+
+/// QoS and packet id of the PUBLISH encoded at the front of `bytes`.
+fn encoded_publish(bytes: &[u8]) -> Option<(u8, u16)> {
+    let qos = (bytes.first()? >> 1) & 0b11;
+    let mut at = 1;
+    while bytes.get(at)? & 0x80 != 0 {
+        at += 1;
+    }
+    let topic_length = usize::from(u16::from_be_bytes([*bytes.get(at + 1)?, *bytes.get(at + 2)?]));
+    let pkid_at = at + 3 + topic_length;
+    let pkid = if qos == 0 { 0 } else { u16::from_be_bytes([*bytes.get(pkid_at)?, *bytes.get(pkid_at + 1)?]) };
+    Some((qos, pkid))
 }
 
 #[derive(Default)]
@@ -194,23 +254,29 @@ impl<P: Protocol> Protocol for Gate<P> {
                     return Ok(refuse(state, admission, ConnectReturnCode::NotAuthorized));
                 }
                 state.phase = Phase::Connected(bound);
+                state.persistent = !connect.clean_session;
                 let keep_alive = if connect.keep_alive == 0 { admission.max_keepalive_s } else { connect.keep_alive };
                 Ok(Packet::Connect(Connect { keep_alive, ..connect }, properties, will, will_properties, None))
             }
             Packet::Publish(publish, properties) => {
                 let Frame::Publish { qos, pkid } = frame else { return Ok(Packet::Publish(publish, properties)) };
-                let Phase::Connected(Some(bound)) = &state.phase else {
-                    bump(&admission.counters.messages_in);
-                    return Ok(Packet::Publish(publish, properties));
+                let allowed = match &state.phase {
+                    // The frame check made sure the topic is UTF-8.
+                    Phase::Connected(Some(bound)) => {
+                        bound.may_publish(std::str::from_utf8(&publish.topic).unwrap_or_default())
+                    }
+                    _ => true,
                 };
-                // The frame check made sure the topic is UTF-8.
-                let topic = std::str::from_utf8(&publish.topic).unwrap_or_default();
-                if bound.may_publish(topic) {
+                if allowed {
                     bump(&admission.counters.messages_in);
-                    return Ok(Packet::Publish(publish, properties));
+                    if qos == 2 {
+                        state.incoming_qos2.insert(pkid);
+                    }
+                    return Ok(Packet::Publish(publish, mark(qos, properties)));
                 }
+                let topic = String::from_utf8_lossy(&publish.topic);
                 bump(&admission.counters.denied_publish);
-                tracing::info!(listener = admission.listener, topic, "publish denied");
+                tracing::info!(listener = admission.listener, %topic, "publish denied");
                 let answer = match qos {
                     0 => Ping::Swallow,
                     1 => Ping::Answer(Box::new(Packet::PubAck(PubAck { pkid, reason: PubAckReason::Success }, None))),
@@ -223,13 +289,46 @@ impl<P: Protocol> Protocol for Gate<P> {
                 Ok(Packet::PingReq(PingReq))
             }
             Packet::PubRel(pubrel, properties) => {
-                if !state.denied_qos2.remove(&pubrel.pkid) {
+                let pkid = pubrel.pkid;
+                if state.incoming_qos2.remove(&pkid) || (state.persistent && !state.denied_qos2.contains(&pkid)) {
                     return Ok(Packet::PubRel(pubrel, properties));
                 }
-                let pubcomp = PubComp { pkid: pubrel.pkid, reason: PubCompReason::Success };
-                state.pings.push_back(Ping::Answer(Box::new(Packet::PubComp(pubcomp, None))));
-                Ok(Packet::PingReq(PingReq))
+                // Denied, or released twice: the message is gone either way (MQTT-4.3.3-2).
+                state.denied_qos2.remove(&pkid);
+                let pubcomp = PubComp { pkid, reason: PubCompReason::Success };
+                Ok(answer(state, Packet::PubComp(pubcomp, None)))
             }
+            Packet::PubAck(puback, properties) => match state.outgoing.get(&puback.pkid) {
+                Some(Outgoing::QoS1) => {
+                    state.outgoing.remove(&puback.pkid);
+                    Ok(Packet::PubAck(puback, properties))
+                }
+                Some(_) => Err(violation("PUBACK for a QoS 2 message", &admission.counters)),
+                None if state.persistent => Ok(Packet::PubAck(puback, properties)),
+                None => Ok(swallow(state)),
+            },
+            Packet::PubRec(pubrec, properties) => match state.outgoing.get(&pubrec.pkid) {
+                Some(Outgoing::QoS2) => {
+                    state.outgoing.insert(pubrec.pkid, Outgoing::Released);
+                    Ok(Packet::PubRec(pubrec, properties))
+                }
+                Some(Outgoing::QoS1) => Err(violation("PUBREC for a QoS 1 message", &admission.counters)),
+                None if state.persistent => Ok(Packet::PubRec(pubrec, properties)),
+                // Released already, or unknown: release (again).
+                Some(Outgoing::Released) | None => {
+                    let pubrel = PubRel { pkid: pubrec.pkid, reason: PubRelReason::Success };
+                    Ok(answer(state, Packet::PubRel(pubrel, None)))
+                }
+            },
+            Packet::PubComp(pubcomp, properties) => match state.outgoing.get(&pubcomp.pkid) {
+                Some(Outgoing::Released) => {
+                    state.outgoing.remove(&pubcomp.pkid);
+                    Ok(Packet::PubComp(pubcomp, properties))
+                }
+                Some(_) => Err(violation("PUBCOMP before PUBREC", &admission.counters)),
+                None if state.persistent => Ok(Packet::PubComp(pubcomp, properties)),
+                None => Ok(swallow(state)),
+            },
             Packet::Subscribe(mut subscribe, properties) => {
                 let Phase::Connected(Some(bound)) = &state.phase else {
                     return Ok(Packet::Subscribe(subscribe, properties));
@@ -306,13 +405,69 @@ impl<P: Protocol> Protocol for Gate<P> {
             Packet::UnsubAck(..) => return Ok(0),
             Packet::Publish(publish, properties) => {
                 bump(&self.admission.counters.messages_out);
-                Packet::Publish(publish, properties)
+                return self.write_publish(&mut state, publish, properties, buffer);
+            }
+            // rumqttd releasing a QoS 2 message the gate delivered as QoS 0.
+            Packet::PubRel(pubrel, _) if !state.outgoing.contains_key(&pubrel.pkid) && !state.persistent => {
+                let pubcomp = PubComp { pkid: pubrel.pkid, reason: PubCompReason::Success };
+                state.pending.push_back(Packet::PubComp(pubcomp, None));
+                return Ok(0);
             }
             other => other,
         };
         drop(state);
         self.inner.write(packet, buffer)
     }
+}
+
+impl<P: Protocol> Gate<P> {
+    /// Writes a message to the client at min(published, granted) QoS, and notes what is in
+    /// flight.
+    fn write_publish(
+        &self,
+        state: &mut State,
+        publish: Publish,
+        properties: Option<PublishProperties>,
+        buffer: &mut BytesMut,
+    ) -> Result<usize, protocol::Error> {
+        let published = properties
+            .as_ref()
+            .and_then(|p| p.payload_format_indicator)
+            .and_then(|mark| (mark & !0b11 == QOS_MARK).then_some(mark & 0b11));
+        let start = buffer.len();
+        let (topic, payload, retain) = (publish.topic.clone(), publish.payload.clone(), publish.retain);
+        let written = self.inner.write(Packet::Publish(publish, None), buffer)?;
+        let Some((granted, pkid)) = encoded_publish(&buffer[start..]) else { return Ok(written) };
+        if granted == 0 {
+            return Ok(written);
+        }
+        if published == Some(0) {
+            // Take it back and send it as QoS 0; rumqttd gets the acknowledgement it waits for.
+            buffer.truncate(start);
+            let acknowledgement = if granted == 1 {
+                Packet::PubAck(PubAck { pkid, reason: PubAckReason::Success }, None)
+            } else {
+                Packet::PubRec(PubRec { pkid, reason: PubRecReason::Success }, None)
+            };
+            state.pending.push_back(acknowledgement);
+            return self.inner.write(Packet::Publish(Publish::new(topic, payload, retain), None), buffer);
+        }
+        let flight = if granted == 1 { Outgoing::QoS1 } else { Outgoing::QoS2 };
+        state.outgoing.insert(pkid, flight);
+        Ok(written)
+    }
+}
+
+/// Hands rumqttd a PINGREQ whose PINGRESP becomes `packet`.
+fn answer(state: &mut State, packet: Packet) -> Packet {
+    state.pings.push_back(Ping::Answer(Box::new(packet)));
+    Packet::PingReq(PingReq)
+}
+
+/// Hands rumqttd a PINGREQ whose PINGRESP is not written.
+fn swallow(state: &mut State) -> Packet {
+    state.pings.push_back(Ping::Swallow);
+    Packet::PingReq(PingReq)
 }
 
 /// Hands rumqttd a connect it refuses by itself, remembering the code the client should get.

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
+mod conformance;
 mod journal;
 mod limits;
 mod security;
