@@ -36,7 +36,7 @@
 //! The gate sits inside the journal's tap, so a denied message is not journaled.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::BytesMut;
@@ -52,6 +52,9 @@ use crate::policy::{Bound, Policy, Refusal};
 /// Counters shared by all connections, for the health topic and the log.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Clients connected now.
+    pub live: AtomicUsize,
+    /// Logins accepted since start.
     pub connections: AtomicU64,
     pub refused: AtomicU64,
     pub violations: AtomicU64,
@@ -71,6 +74,9 @@ pub struct Admission {
     pub listener: String,
     pub anonymous: bool,
     pub max_keepalive_s: u16,
+    /// Connected clients allowed at once, over all listeners; more are refused with CONNACK
+    /// code 3 (rumqttd would leave them waiting for a CONNACK that never comes).
+    pub max_connections: usize,
     pub policy: Arc<Policy>,
     pub counters: Arc<Counters>,
 }
@@ -115,6 +121,8 @@ struct State {
     /// Whether the session is persistent: then rumqttd may know of packet ids from an earlier
     /// connection that the gate does not, and decides about them itself.
     persistent: bool,
+    /// Whether this connection counts in `Counters::live`.
+    counted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +260,12 @@ impl<P: Protocol> Protocol for Gate<P> {
                 {
                     tracing::info!(client_id = connect.client_id, "will topic not allowed");
                     return Ok(refuse(state, admission, ConnectReturnCode::NotAuthorized));
+                }
+                let live = admission.counters.live.fetch_add(1, Ordering::Relaxed);
+                state.counted = true;
+                if live >= admission.max_connections {
+                    tracing::warn!(limit = admission.max_connections, "refusing a connection: too many clients");
+                    return Ok(refuse(state, admission, ConnectReturnCode::ServiceUnavailable));
                 }
                 state.phase = Phase::Connected(bound);
                 state.persistent = !connect.clean_session;
@@ -417,6 +431,14 @@ impl<P: Protocol> Protocol for Gate<P> {
         };
         drop(state);
         self.inner.write(packet, buffer)
+    }
+}
+
+impl<P> Drop for Gate<P> {
+    fn drop(&mut self) {
+        if self.state.get_mut().unwrap_or_else(PoisonError::into_inner).counted {
+            self.admission.counters.live.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

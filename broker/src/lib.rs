@@ -51,6 +51,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// whose outgoing buffer holds 200 notifications, so a slow client cannot hold more than that.
 const MAX_OUTGOING_PACKET_COUNT: u64 = 200;
 
+/// Connections the router has room for beyond the board's limit (see [`rumqttd_config`]).
+const ROUTER_SLACK: usize = 16;
+
 /// Pause after accepting a TCP connection: at most about a thousand new connections a second,
 /// so a crowd of reconnecting clients cannot starve the router.
 const NEXT_CONNECTION_DELAY_MS: u64 = 1;
@@ -184,7 +187,10 @@ pub fn rumqttd_config(board: &Board) -> rumqttd::Config {
     rumqttd::Config {
         id: 0,
         router: RouterConfig {
-            max_connections: limits.max_connections,
+            // The gate refuses clients beyond the board's limit with a CONNACK; the router's
+            // own limit (which leaves a client waiting) is kept out of the way, with room for
+            // connections the router has not forgotten yet.
+            max_connections: limits.max_connections + ROUTER_SLACK,
             max_outgoing_packet_count: MAX_OUTGOING_PACKET_COUNT,
             // Each subscribed filter keeps a commit log of at most max_segment_count segments
             // plus the one being filled, each closed once it holds max_segment_size bytes of
@@ -256,6 +262,7 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
             listener: listener.name.clone(),
             anonymous: listener.anonymous,
             max_keepalive_s: board.broker.limits.max_keepalive_s,
+            max_connections: board.broker.limits.max_connections,
             policy: policy.clone(),
             counters: counters.clone(),
         };
@@ -351,7 +358,7 @@ mod tests {
         assert!(connections.auth.is_none() && !connections.dynamic_filters);
 
         let router = &config.router;
-        assert_eq!(router.max_connections, 64);
+        assert_eq!(router.max_connections, 64 + ROUTER_SLACK);
         assert_eq!(router.max_segment_size, 262_144);
         assert_eq!(router.max_segment_count, 4);
         assert_eq!(router.max_outgoing_packet_count, MAX_OUTGOING_PACKET_COUNT);
@@ -387,7 +394,10 @@ mod tests {
             (1000, 250, 9)
         );
         let router = &config.router;
-        assert_eq!((router.max_connections, router.max_segment_size, router.max_segment_count), (7, 4096, 2));
+        assert_eq!(
+            (router.max_connections, router.max_segment_size, router.max_segment_count),
+            (7 + ROUTER_SLACK, 4096, 2)
+        );
     }
 
     // Regression: rumqttd keeps the connect timeout in a u16, and a plain cast wrapped 100 s
