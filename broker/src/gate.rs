@@ -48,6 +48,7 @@ use rumqttd::protocol::{
 
 use crate::frame::{self, Frame};
 use crate::policy::{Bound, Policy, Refusal};
+use crate::retained::RetainedSender;
 
 /// Counters shared by all connections, for the health topic and the log.
 #[derive(Debug, Default)]
@@ -79,6 +80,8 @@ pub struct Admission {
     pub max_connections: usize,
     pub policy: Arc<Policy>,
     pub counters: Arc<Counters>,
+    /// Where retained messages are kept across restarts, when they are.
+    pub retained: Option<RetainedSender>,
 }
 
 /// A gated codec. See the module documentation.
@@ -118,11 +121,22 @@ struct State {
     incoming_qos2: HashSet<u16>,
     /// Messages in flight to the client, by packet id.
     outgoing: HashMap<u16, Outgoing>,
+    /// Messages in flight to the client in the order they were written, until their first
+    /// acknowledgement: rumqttd wants acknowledgements in that order, so an acknowledgement the
+    /// gate makes up waits here behind the client's own for earlier messages.
+    order: VecDeque<Flight>,
     /// Whether the session is persistent: then rumqttd may know of packet ids from an earlier
     /// connection that the gate does not, and decides about them itself.
     persistent: bool,
     /// Whether this connection counts in `Counters::live`.
     counted: bool,
+}
+
+enum Flight {
+    /// Acknowledged by the client.
+    Client(u16),
+    /// Acknowledged by the gate, with this packet.
+    Gate(Packet),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +152,7 @@ enum Outgoing {
 /// module documentation); real values of that property are 0 and 1.
 const QOS_MARK: u8 = 0xb0;
 
-fn mark(qos: u8, properties: Option<PublishProperties>) -> Option<PublishProperties> {
+pub(crate) fn mark(qos: u8, properties: Option<PublishProperties>) -> Option<PublishProperties> {
     let mut properties = properties.unwrap_or(PublishProperties {
         payload_format_indicator: None,
         message_expiry_interval: None,
@@ -246,6 +260,9 @@ impl<P: Protocol> Protocol for Gate<P> {
                         return Ok(refuse(state, admission, code));
                     }
                 };
+                if connect.client_id == crate::local::CLIENT_ID {
+                    return Ok(refuse(state, admission, ConnectReturnCode::ClientIdentifierNotValid));
+                }
                 if connect.keep_alive > admission.max_keepalive_s {
                     tracing::info!(
                         client_id = connect.client_id,
@@ -283,6 +300,9 @@ impl<P: Protocol> Protocol for Gate<P> {
                 };
                 if allowed {
                     bump(&admission.counters.messages_in);
+                    if let (true, Some(retained)) = (publish.retain, &admission.retained) {
+                        retained.record(std::str::from_utf8(&publish.topic).unwrap_or_default(), qos, &publish.payload);
+                    }
                     if qos == 2 {
                         state.incoming_qos2.insert(pkid);
                     }
@@ -315,6 +335,7 @@ impl<P: Protocol> Protocol for Gate<P> {
             Packet::PubAck(puback, properties) => match state.outgoing.get(&puback.pkid) {
                 Some(Outgoing::QoS1) => {
                     state.outgoing.remove(&puback.pkid);
+                    acknowledged(state, puback.pkid);
                     Ok(Packet::PubAck(puback, properties))
                 }
                 Some(_) => Err(violation("PUBACK for a QoS 2 message", &admission.counters)),
@@ -324,6 +345,7 @@ impl<P: Protocol> Protocol for Gate<P> {
             Packet::PubRec(pubrec, properties) => match state.outgoing.get(&pubrec.pkid) {
                 Some(Outgoing::QoS2) => {
                     state.outgoing.insert(pubrec.pkid, Outgoing::Released);
+                    acknowledged(state, pubrec.pkid);
                     Ok(Packet::PubRec(pubrec, properties))
                 }
                 Some(Outgoing::QoS1) => Err(violation("PUBREC for a QoS 1 message", &admission.counters)),
@@ -471,12 +493,30 @@ impl<P: Protocol> Gate<P> {
             } else {
                 Packet::PubRec(PubRec { pkid, reason: PubRecReason::Success }, None)
             };
-            state.pending.push_back(acknowledgement);
+            if state.order.is_empty() {
+                state.pending.push_back(acknowledgement);
+            } else {
+                state.order.push_back(Flight::Gate(acknowledgement));
+            }
             return self.inner.write(Packet::Publish(Publish::new(topic, payload, retain), None), buffer);
         }
         let flight = if granted == 1 { Outgoing::QoS1 } else { Outgoing::QoS2 };
         state.outgoing.insert(pkid, flight);
+        state.order.push_back(Flight::Client(pkid));
         Ok(written)
+    }
+}
+
+/// The client acknowledged `pkid` (PUBACK or PUBREC): the gate's own acknowledgements that
+/// waited behind it follow it to rumqttd.
+fn acknowledged(state: &mut State, pkid: u16) {
+    if let Some(index) = state.order.iter().position(|flight| matches!(flight, Flight::Client(id) if *id == pkid)) {
+        state.order.remove(index);
+    }
+    while let Some(Flight::Gate(_)) = state.order.front() {
+        if let Some(Flight::Gate(packet)) = state.order.pop_front() {
+            state.pending.push_back(packet);
+        }
     }
 }
 
@@ -518,6 +558,7 @@ mod tests {
             max_connections: 8,
             policy: Arc::new(Policy::from_board(&board).unwrap()),
             counters: Arc::new(Counters::default()),
+            retained: None,
         };
         Gate::new(V4, admission)
     }

@@ -32,13 +32,18 @@ use tokio::sync::mpsc;
 pub mod frame;
 pub mod gate;
 pub mod journal;
+pub mod local;
 pub mod policy;
 mod ready;
+pub mod retained;
 pub mod tap;
 
 use gate::{Admission, Counters, Gate};
 use journal::Journal;
+use local::{HealthSources, Internal};
 use policy::{Policy, PolicyError};
+use retained::RetainedStore;
+use rumqttd::local::LinkBuilder;
 use tap::Tap;
 
 /// The substring of the readiness line that scripts and tests wait for.
@@ -79,6 +84,8 @@ pub enum Error {
     Signals(io::Error),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error("the broker's own link to its router: {0}")]
+    Internal(String),
 }
 
 /// Where `--journal` sends the journal, overriding the board file.
@@ -254,6 +261,29 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
     let counters = Arc::new(Counters::default());
 
     let router_tx = Router::new(config.id, config.router.clone()).spawn();
+    let mut internal =
+        Internal::connect(LinkBuilder::new(local::CLIENT_ID, router_tx.clone())).await.map_err(Error::Internal)?;
+    let retained = match start_retained(&board.broker.retained, &mut internal).await {
+        Ok(retained) => retained,
+        Err(error) => {
+            close(journal, None);
+            return Err(error);
+        }
+    };
+    let mut dropped: Vec<Box<dyn Fn() -> u64 + Send + Sync>> = Vec::new();
+    if let Some(journal) = &journal {
+        let sender = journal.sender();
+        dropped.push(Box::new(move || sender.dropped()));
+    }
+    if let Some(store) = &retained {
+        let counter = store.sender().dropped;
+        dropped.push(Box::new(move || counter.load(std::sync::atomic::Ordering::Relaxed)));
+    }
+    let sources =
+        HealthSources { board: board.name.clone(), counters: counters.clone(), dropped, uplink_queue: Box::new(|| 0) };
+    let interval = Duration::from_secs(board.broker.health_interval_s);
+    let health = tokio::spawn(local::publish_health(internal, sources, interval));
+
     let servers = config.v4.unwrap_or_default();
     let (stopped_tx, mut stopped) = mpsc::unbounded_channel();
     for listener in listeners {
@@ -265,6 +295,7 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
             max_connections: board.broker.limits.max_connections,
             policy: policy.clone(),
             counters: counters.clone(),
+            retained: retained.as_ref().map(RetainedStore::sender),
         };
         let codec = tap.wrap(Gate::new(rumqttd::protocol::v4::V4, admission));
         let mut server = Server::new(settings.clone(), router_tx.clone(), codec);
@@ -286,7 +317,8 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
         ready = ready::wait_all(listeners, READY_TIMEOUT) => ready,
     };
     if let Err(error) = outcome {
-        close(journal);
+        health.abort();
+        close(journal, retained);
         return Err(error);
     }
     eprintln!("{}", ready_line(board));
@@ -298,13 +330,46 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
         }
         Some(error) = stopped.recv() => Err(error),
     };
-    close(journal);
+    health.abort();
+    close(journal, retained);
     outcome
 }
 
+/// Loads the retained store, if the board keeps one, and hands its messages to the router
+/// before any client connects. A damaged file is set aside (`.damaged`), not fatal: the
+/// gateways republish their retained state anyway.
+async fn start_retained(settings: &board::Retained, internal: &mut Internal) -> Result<Option<RetainedStore>, Error> {
+    if !settings.enabled {
+        return Ok(None);
+    }
+    let path = &settings.path;
+    let messages = match retained::load(path) {
+        Ok(messages) => messages,
+        Err(error) => {
+            let aside = path.with_extension("damaged");
+            tracing::error!(%error, aside = %aside.display(), "starting without the retained messages");
+            let _ = std::fs::rename(path, &aside);
+            Default::default()
+        }
+    };
+    for (topic, message) in &messages {
+        internal.publish_retained(topic, message).await.map_err(Error::Internal)?;
+    }
+    if !messages.is_empty() {
+        tracing::info!(count = messages.len(), path = %path.display(), "retained messages restored");
+    }
+    let store = RetainedStore::start(path.clone(), settings.max_bytes, messages)
+        .map_err(|error| Error::Internal(format!("cannot start the retained store thread: {error}")))?;
+    Ok(Some(store))
+}
+
 /// Flushes and stops the journal, before the runtime drops the connections (whose wills would
-/// otherwise be journaled although the broker never publishes them).
-fn close(journal: Option<Journal>) {
+/// otherwise be journaled although the broker never publishes them), and writes the retained
+/// store one last time.
+fn close(journal: Option<Journal>, retained: Option<RetainedStore>) {
+    if let Some(store) = retained {
+        store.close();
+    }
     if let Some(journal) = journal {
         let dropped = journal.close();
         if dropped > 0 {

@@ -33,6 +33,7 @@ fn admission() -> Admission {
         max_connections: 8,
         policy: policy.clone(),
         counters: Arc::new(Counters::default()),
+        retained: None,
     }
 }
 

@@ -133,3 +133,54 @@ async fn a_qos_0_message_reaches_a_qos_1_subscriber_as_qos_0() {
     assert_eq!(read(&mut subscriber, 2).await, [0xd0, 0x00]);
     assert!(broker.process.terminate().success());
 }
+
+/// Reads one PUBLISH on topic "q" with a one-byte payload: (QoS, packet id, payload).
+async fn read_q(stream: &mut TcpStream) -> (u8, u16, u8) {
+    let header = read(stream, 2).await;
+    let body = read(stream, usize::from(header[1])).await;
+    let qos = (header[0] >> 1) & 0b11;
+    assert_eq!(&body[..3], &[0x00, 0x01, b'q'], "{header:02x?} {body:02x?}");
+    match qos {
+        0 => (0, 0, body[3]),
+        _ => (qos, u16::from_be_bytes([body[3], body[4]]), body[5]),
+    }
+}
+
+// Regression: the acknowledgement the gate makes up for a QoS 0 message sent as QoS 0 went to
+// rumqttd before the client's own acknowledgement of an earlier QoS 1 message; rumqttd wants
+// them in order and disconnected the subscriber ("out of order ack").
+#[tokio::test]
+async fn made_up_acknowledgements_wait_behind_the_clients_own() {
+    let broker = Broker::start("");
+    let mut subscriber = open(&broker, &connect("subscriber", 30)).await;
+    assert_eq!(read(&mut subscriber, 4).await, [0x20, 0x02, 0x00, 0x00]);
+    subscriber.write_all(&[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'q', 0x01]).await.unwrap();
+    assert_eq!(read(&mut subscriber, 5).await, [0x90, 0x03, 0x00, 0x01, 0x01]);
+
+    let publisher = Client::connect(broker.address(), "publisher").await;
+    const COUNT: u8 = 200;
+    for n in 0..COUNT {
+        let qos = if n % 2 == 0 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
+        publisher.client.publish("q", qos, false, vec![n]).await.unwrap();
+    }
+    // Acknowledge each QoS 1 message only after the next message has arrived.
+    let mut unacknowledged = None;
+    for n in 0..COUNT {
+        let (qos, pkid, payload) = read_q(&mut subscriber).await;
+        assert_eq!((qos, payload), (if n % 2 == 0 { 1 } else { 0 }, n), "message {n}");
+        if let Some(earlier) = unacknowledged.take() {
+            let [high, low] = u16::to_be_bytes(earlier);
+            subscriber.write_all(&[0x40, 0x02, high, low]).await.unwrap();
+        }
+        if qos == 1 {
+            unacknowledged = Some(pkid);
+        }
+    }
+    if let Some(last) = unacknowledged {
+        let [high, low] = u16::to_be_bytes(last);
+        subscriber.write_all(&[0x40, 0x02, high, low]).await.unwrap();
+    }
+    subscriber.write_all(&[0xc0, 0x00]).await.unwrap();
+    assert_eq!(read(&mut subscriber, 2).await, [0xd0, 0x00], "the subscriber is still connected");
+    assert!(broker.process.terminate().success());
+}

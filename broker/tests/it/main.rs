@@ -8,6 +8,7 @@ mod journal;
 mod limits;
 mod security;
 mod startup;
+mod state;
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;

@@ -68,6 +68,19 @@ pub struct Broker {
     /// Identities that may log in; a gateway logs in as the user named after its program
     /// (e.g. `i2c-gateway`), whose access rules the broker derives from the board.
     pub users: Vec<User>,
+    pub retained: Retained,
+    /// How often the broker publishes its counters on its health topic.
+    pub health_interval_s: u64,
+}
+
+/// Where retained messages are kept across restarts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retained {
+    pub enabled: bool,
+    /// The store file (mode 0600, replaced atomically); its directory is created if missing.
+    pub path: PathBuf,
+    /// Bound on the store: topics and payloads of all retained messages kept, in bytes.
+    pub max_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
-    Board, BoardError, Broker, Bus, Deploy, Device, Gateway, Journal, Limits, Listener, SpiSettings, User, check_name,
-    line_of, spanned,
+    Board, BoardError, Broker, Bus, Deploy, Device, Gateway, Journal, Limits, Listener, Retained, SpiSettings, User,
+    check_name, line_of, spanned,
 };
 
 #[derive(Deserialize)]
@@ -75,6 +75,32 @@ struct BrokerSection {
     /// Identities that may log in, by user name.
     #[serde(default)]
     users: BTreeMap<String, Spanned<UserSection>>,
+    #[serde(default)]
+    retained: RetainedSection,
+    #[serde(default = "default_health_interval")]
+    health_interval_s: Spanned<u64>,
+}
+
+fn default_health_interval() -> Spanned<u64> {
+    Spanned::new(0..0, 10)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RetainedSection {
+    enabled: bool,
+    path: PathBuf,
+    max_bytes: Spanned<usize>,
+}
+
+impl Default for RetainedSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            path: PathBuf::from("/var/lib/busgate/retained.bin"),
+            max_bytes: Spanned::new(0..0, 1024 * 1024),
+        }
+    }
 }
 
 impl Default for BrokerSection {
@@ -84,6 +110,8 @@ impl Default for BrokerSection {
             limits: LimitsSection::default(),
             journal: JournalSection::default(),
             users: BTreeMap::new(),
+            retained: RetainedSection::default(),
+            health_interval_s: default_health_interval(),
         }
     }
 }
@@ -590,7 +618,14 @@ fn validate_broker(check: &Checker<'_>, raw: BrokerSection) -> Result<Broker, Bo
         max_file_bytes: check.range(&j.max_file_bytes, "broker.journal.max_file_bytes", 4096, u64::MAX)?,
         max_files: j.max_files,
     };
-    Ok(Broker { listeners, limits, journal, users })
+    let r = raw.retained;
+    let retained = Retained {
+        enabled: r.enabled,
+        path: r.path,
+        max_bytes: check.range(&r.max_bytes, "broker.retained.max_bytes", 1024, 256 * 1024 * 1024)?,
+    };
+    let health_interval_s = check.range(&raw.health_interval_s, "broker.health_interval_s", 1, 86_400)?;
+    Ok(Broker { listeners, limits, journal, users, retained, health_interval_s })
 }
 
 fn validate_gateway(check: &Checker<'_>, raw: GatewaySection, broker: &Broker) -> Result<Gateway, BoardError> {

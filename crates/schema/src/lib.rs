@@ -6,6 +6,7 @@
 //! test fails when they drift, so the files users validate against always match the code.
 
 pub mod acl;
+pub mod broker;
 pub mod command;
 pub mod homeassistant;
 pub mod payload;
