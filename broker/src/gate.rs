@@ -136,7 +136,7 @@ enum Flight {
     /// Acknowledged by the client.
     Client(u16),
     /// Acknowledged by the gate, with this packet.
-    Gate(Packet),
+    Gate(Box<Packet>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -496,7 +496,7 @@ impl<P: Protocol> Gate<P> {
             if state.order.is_empty() {
                 state.pending.push_back(acknowledgement);
             } else {
-                state.order.push_back(Flight::Gate(acknowledgement));
+                state.order.push_back(Flight::Gate(Box::new(acknowledgement)));
             }
             return self.inner.write(Packet::Publish(Publish::new(topic, payload, retain), None), buffer);
         }
@@ -515,7 +515,7 @@ fn acknowledged(state: &mut State, pkid: u16) {
     }
     while let Some(Flight::Gate(_)) = state.order.front() {
         if let Some(Flight::Gate(packet)) = state.order.pop_front() {
-            state.pending.push_back(packet);
+            state.pending.push_back(*packet);
         }
     }
 }
