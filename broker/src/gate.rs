@@ -14,6 +14,9 @@
 //!   authorized; 1: protocol level; 2: keepalive over the limit). The refused connection never
 //!   reaches the router, so it cannot take over a session or leave a will.
 //! - Keepalive 0 (legal, "no keepalive") becomes the board's maximum, which rumqttd accepts.
+//! - Client ids with `+`, `#`, `/` or `$` are refused (code 2): rumqttd's router drops such a
+//!   connection without a CONNACK, and its server then panics (poisoning a lock every later
+//!   connection needs) when a client connects again with that id.
 //! - A denied PUBLISH or an all-denied SUBSCRIBE is not passed on; rumqttd gets a PINGREQ in
 //!   its place, and the gate turns rumqttd's PINGRESP into the answer the client expects
 //!   (PUBACK or PUBREC for a denied QoS 1 or 2 publish, a SUBACK with failure codes, or
@@ -82,6 +85,9 @@ pub struct Admission {
     pub counters: Arc<Counters>,
     /// Where retained messages are kept across restarts, when they are.
     pub retained: Option<RetainedSender>,
+    /// For the internal server of a TLS listener: the secret its front sends first on every
+    /// connection (see [`crate::tls`]); anything else is closed.
+    pub preamble: Option<crate::tls::Preamble>,
 }
 
 /// A gated codec. See the module documentation.
@@ -130,6 +136,8 @@ struct State {
     persistent: bool,
     /// Whether this connection counts in `Counters::live`.
     counted: bool,
+    /// Whether the preamble (if the listener wants one) has been read.
+    introduced: bool,
 }
 
 enum Flight {
@@ -214,6 +222,17 @@ impl<P: Protocol> Protocol for Gate<P> {
         if let Phase::Refused(_) = state.phase {
             return Err(protocol::Error::MalformedPacket);
         }
+        if let (Some(preamble), false) = (&admission.preamble, state.introduced) {
+            let have = stream.len().min(preamble.len());
+            if stream[..have] != preamble[..have] {
+                return Err(violation("a connection to a TLS listener's internal port", &admission.counters));
+            }
+            if have < preamble.len() {
+                return Err(protocol::Error::InsufficientBytes(preamble.len() - have));
+            }
+            let _ = stream.split_to(have);
+            state.introduced = true;
+        }
         let (frame, size) = match frame::check(stream, max_size) {
             Ok(Some(found)) => found,
             // Let rumqttd's codec say how many bytes it needs.
@@ -260,7 +279,9 @@ impl<P: Protocol> Protocol for Gate<P> {
                         return Ok(refuse(state, admission, code));
                     }
                 };
-                if connect.client_id == crate::local::CLIENT_ID {
+                // rumqttd's router silently drops a connection whose client id holds one of
+                // these, and its server then panics on the next connection with that id.
+                if connect.client_id == crate::local::CLIENT_ID || connect.client_id.contains(['+', '#', '/', '$']) {
                     return Ok(refuse(state, admission, ConnectReturnCode::ClientIdentifierNotValid));
                 }
                 if connect.keep_alive > admission.max_keepalive_s {
@@ -549,6 +570,10 @@ mod tests {
     use super::*;
 
     fn gate() -> Gate<V4> {
+        gate_with(None)
+    }
+
+    fn gate_with(preamble: Option<crate::tls::Preamble>) -> Gate<V4> {
         let text = "[board]\nname = \"t\"\ntarget = \"x86_64-unknown-linux-gnu\"\n";
         let board = board::Board::parse(text, std::path::Path::new("t.toml")).unwrap();
         let admission = Admission {
@@ -559,6 +584,7 @@ mod tests {
             policy: Arc::new(Policy::from_board(&board).unwrap()),
             counters: Arc::new(Counters::default()),
             retained: None,
+            preamble,
         };
         Gate::new(V4, admission)
     }
@@ -608,5 +634,23 @@ mod tests {
             let noise: Vec<u8> = (0..rng.usize(..64)).map(|_| rng.u8(..)).collect();
             run(&[&connect[..], &noise].concat());
         }
+    }
+
+    const CONNECT: [u8; 14] = [0x10, 0x0c, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x3c, 0x00, 0x00];
+
+    #[test]
+    fn a_tls_listeners_internal_server_wants_the_preamble_first() {
+        let preamble: crate::tls::Preamble = Arc::from(&b"0123456789abcdef"[..]);
+        let mut gate = gate_with(Some(preamble.clone()));
+        let mut stream = BytesMut::from(&CONNECT[..]);
+        assert!(!matches!(gate.read_mut(&mut stream, 4096), Ok(_) | Err(protocol::Error::InsufficientBytes(_))));
+
+        let mut gate = gate_with(Some(preamble.clone()));
+        // In pieces, as TCP may deliver it.
+        let mut stream = BytesMut::from(&preamble[..5]);
+        assert!(matches!(gate.read_mut(&mut stream, 4096), Err(protocol::Error::InsufficientBytes(11))));
+        stream.extend_from_slice(&preamble[5..]);
+        stream.extend_from_slice(&CONNECT);
+        assert!(matches!(gate.read_mut(&mut stream, 4096), Ok(Packet::Connect(..))));
     }
 }

@@ -37,6 +37,7 @@ pub mod policy;
 mod ready;
 pub mod retained;
 pub mod tap;
+pub mod tls;
 
 use gate::{Admission, Counters, Gate};
 use journal::Journal;
@@ -86,6 +87,8 @@ pub enum Error {
     Policy(#[from] PolicyError),
     #[error("the broker's own link to its router: {0}")]
     Internal(String),
+    #[error("listener {name:?}: {error}")]
+    Tls { name: String, error: tls::TlsError },
 }
 
 /// Where `--journal` sends the journal, overriding the board file.
@@ -131,7 +134,8 @@ impl Overrides {
             // As open as the board's most open listener: no more, since the override exists for
             // local runs of the same board.
             let anonymous = board.broker.listeners.iter().any(|listener| listener.anonymous);
-            board.broker.listeners = vec![board::Listener { name: Self::LISTEN_NAME.into(), address, anonymous }];
+            board.broker.listeners =
+                vec![board::Listener { name: Self::LISTEN_NAME.into(), address, anonymous, tls: None }];
         }
         let journal = &mut board.broker.journal;
         match &self.journal {
@@ -243,12 +247,27 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
 
     // rumqttd binds inside the server task; binding here first turns a busy port into an error
     // before anything starts, even when whatever holds the port accepts connections.
+    // A TLS listener's socket is kept: busgate serves it (see [`tls`]).
+    let mut fronts = HashMap::new();
+    let preamble = tls::preamble().map_err(|error| Error::Tls { name: "(all)".into(), error })?;
     for listener in listeners {
-        std::net::TcpListener::bind(listener.address).map_err(|error| Error::Bind {
+        let bound = std::net::TcpListener::bind(listener.address).map_err(|error| Error::Bind {
             name: listener.name.clone(),
             address: listener.address,
             error,
         })?;
+        if let Some(settings) = &listener.tls {
+            let tls_error = |error| Error::Tls { name: listener.name.clone(), error };
+            let acceptor = tls::acceptor(settings).map_err(tls_error)?;
+            let bind_error = |error| Error::Bind { name: listener.name.clone(), address: listener.address, error };
+            bound.set_nonblocking(true).map_err(bind_error)?;
+            let socket = tokio::net::TcpListener::from_std(bound).map_err(bind_error)?;
+            // The internal server's port: free a moment ago, on loopback.
+            let internal = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                .and_then(|probe| probe.local_addr())
+                .map_err(bind_error)?;
+            fronts.insert(listener.name.clone(), (socket, acceptor, internal));
+        }
     }
 
     let journal = if board.broker.journal.enabled {
@@ -286,8 +305,25 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
 
     let servers = config.v4.unwrap_or_default();
     let (stopped_tx, mut stopped) = mpsc::unbounded_channel();
+    let mut probes = Vec::new();
     for listener in listeners {
         let Some(settings) = servers.get(&listener.name) else { continue };
+        let mut settings = settings.clone();
+        let front = fronts.remove(&listener.name);
+        let mut probe = ready::Probe { name: listener.name.clone(), address: listener.address, preamble: None };
+        if let Some((socket, acceptor, internal)) = front {
+            settings.listen = internal;
+            probe.address = internal;
+            probe.preamble = Some(preamble.clone());
+            let handshake = Duration::from_millis(board.broker.limits.connect_timeout_ms);
+            let stopped_tx = stopped_tx.clone();
+            let (name, address, preamble) = (listener.name.clone(), listener.address, preamble.clone());
+            tokio::spawn(async move {
+                let error = tls::serve(socket, acceptor, internal, preamble, handshake).await;
+                let _ = stopped_tx.send(Error::ListenerStopped { name, address, message: error.to_string() });
+            });
+        }
+        probes.push(probe);
         let admission = Admission {
             listener: listener.name.clone(),
             anonymous: listener.anonymous,
@@ -296,9 +332,10 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
             policy: policy.clone(),
             counters: counters.clone(),
             retained: retained.as_ref().map(RetainedStore::sender),
+            preamble: listener.tls.as_ref().map(|_| preamble.clone()),
         };
         let codec = tap.wrap(Gate::new(rumqttd::protocol::v4::V4, admission));
-        let mut server = Server::new(settings.clone(), router_tx.clone(), codec);
+        let mut server = Server::new(settings, router_tx.clone(), codec);
         let stopped_tx = stopped_tx.clone();
         let (name, address) = (listener.name.clone(), listener.address);
         tokio::spawn(async move {
@@ -314,7 +351,7 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
 
     let outcome = tokio::select! {
         Some(error) = stopped.recv() => Err(error),
-        ready = ready::wait_all(listeners, READY_TIMEOUT) => ready,
+        ready = ready::wait_all(&probes, READY_TIMEOUT) => ready,
     };
     if let Err(error) = outcome {
         health.abort();

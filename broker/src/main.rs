@@ -1,7 +1,8 @@
 //! The busgate broker: `broker --board boards/NAME.toml [--journal stdout|off|FILE] [--listen ADDR]`,
 //! and the credential tools: `broker hash-password` (reads a password on stdin, prints its hash for
 //! the board file) and `broker gen-password --out FILE` (a random password in a new mode 0600
-//! file, for a gateway's `credentials_dir`; prints its hash).
+//! file, for a gateway's `credentials_dir`; prints its hash) and `broker gen-certs --out DIR`
+//! (development certificates for a TLS listener).
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::net::SocketAddr;
@@ -39,6 +40,15 @@ enum Tool {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Writes a development CA and a server and a client certificate signed by it into DIR
+    /// (ca.pem, server.pem, server.key, client.pem, client.key), for TLS listeners.
+    GenCerts {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// A name or address the server certificate is for, besides localhost and 127.0.0.1.
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+    },
 }
 
 fn tool(tool: Tool) -> anyhow::Result<()> {
@@ -60,6 +70,11 @@ fn tool(tool: Tool) -> anyhow::Result<()> {
                 .with_context(|| format!("creating {}", out.display()))?;
             file.write_all(password.as_bytes()).with_context(|| format!("writing {}", out.display()))?;
             println!("{}", broker::policy::hash_password(&password)?);
+        }
+        Tool::GenCerts { out, hosts } => {
+            broker::tls::generate_dev_certs(&out, &hosts)
+                .with_context(|| format!("writing certificates into {}", out.display()))?;
+            eprintln!("wrote ca.pem, server.pem, server.key, client.pem and client.key into {}", out.display());
         }
     }
     Ok(())

@@ -7,6 +7,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use board::Listener;
@@ -18,17 +19,33 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout_at};
 
 use crate::Error;
+use crate::tls::Preamble;
 
 /// Pause between attempts while a listener is not up yet.
 const RETRY: Duration = Duration::from_millis(20);
 
+/// Where to check one listener.
+pub(crate) struct Probe {
+    pub name: String,
+    /// The listener's address, or for a TLS listener its internal server's.
+    pub address: SocketAddr,
+    /// What the internal server of a TLS listener expects first.
+    pub preamble: Option<Preamble>,
+}
+
+impl From<&Listener> for Probe {
+    fn from(listener: &Listener) -> Probe {
+        Probe { name: listener.name.clone(), address: listener.address, preamble: None }
+    }
+}
+
 /// Waits until every listener accepts an MQTT connection, or fails after `limit`.
-pub(crate) async fn wait_all(listeners: &[Listener], limit: Duration) -> Result<(), Error> {
+pub(crate) async fn wait_all(listeners: &[Probe], limit: Duration) -> Result<(), Error> {
     let deadline = Instant::now() + limit;
     for listener in listeners {
         let address = connectable(listener.address);
         loop {
-            let reason = match timeout_at(deadline, handshake(address)).await {
+            let reason = match timeout_at(deadline, handshake(address, listener.preamble.as_deref())).await {
                 Ok(Ok(())) => break,
                 Ok(Err(error)) => error.to_string(),
                 Err(_) => "timed out".to_owned(),
@@ -60,13 +77,20 @@ fn connectable(address: SocketAddr) -> SocketAddr {
     address
 }
 
+static ATTEMPT: AtomicU32 = AtomicU32::new(0);
+
 /// CONNECT, wait for a CONNACK, close. A listener without anonymous access answers the probe
 /// with "not authorized", which shows just as well that it serves MQTT.
-async fn handshake(address: SocketAddr) -> io::Result<()> {
+async fn handshake(address: SocketAddr, preamble: Option<&[u8]>) -> io::Result<()> {
     let mut stream = TcpStream::connect(address).await?;
+    if let Some(preamble) = preamble {
+        stream.write_all(preamble).await?;
+    }
     let connect = Connect {
         keep_alive: 10,
-        client_id: format!("busgate-broker-ready-{}", std::process::id()),
+        // Unique per attempt: rumqttd mishandles a client id reused while its previous
+        // connection is still being taken down (see gate.rs).
+        client_id: format!("busgate-broker-ready-{}-{}", std::process::id(), ATTEMPT.fetch_add(1, Ordering::Relaxed)),
         clean_session: true,
     };
     let mut buffer = BytesMut::new();
@@ -112,8 +136,9 @@ mod tests {
     async fn a_port_nobody_serves_is_not_ready_in_time() {
         // Bound but never accepting MQTT: the handshake cannot complete.
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let listener = Listener { name: "local".into(), address: silent.local_addr().unwrap(), anonymous: true };
-        let error = wait_all(&[listener], Duration::from_millis(200)).await.unwrap_err();
+        let listener =
+            Listener { name: "local".into(), address: silent.local_addr().unwrap(), anonymous: true, tls: None };
+        let error = wait_all(&[Probe::from(&listener)], Duration::from_millis(200)).await.unwrap_err();
         assert!(matches!(error, Error::NotReady { .. }), "{error}");
     }
 }

@@ -34,6 +34,7 @@ fn admission() -> Admission {
         policy: policy.clone(),
         counters: Arc::new(Counters::default()),
         retained: None,
+        preamble: None,
     }
 }
 

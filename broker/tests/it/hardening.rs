@@ -184,3 +184,19 @@ async fn made_up_acknowledgements_wait_behind_the_clients_own() {
     assert_eq!(read(&mut subscriber, 2).await, [0xd0, 0x00], "the subscriber is still connected");
     assert!(broker.process.terminate().success());
 }
+
+// Regression: rumqttd's router drops a connection whose client id contains `/` (or `+`, `#`,
+// `$`) without a CONNACK, and its server panicked on the next connection with that id,
+// poisoning a lock that every later connection takes: one client could stop the listener.
+#[tokio::test]
+async fn client_ids_rumqttd_cannot_route_are_refused() {
+    let broker = Broker::start("");
+    for _ in 0..2 {
+        let mut stream = open(&broker, &connect("a/b", 30)).await;
+        assert_eq!(read(&mut stream, 4).await, [0x20, 0x02, 0x00, 0x02]);
+        closed(&mut stream).await;
+    }
+    let mut fine = open(&broker, &connect("a-b", 30)).await;
+    assert_eq!(read(&mut fine, 4).await, [0x20, 0x02, 0x00, 0x00]);
+    assert!(broker.process.terminate().success());
+}

@@ -9,6 +9,7 @@ mod limits;
 mod security;
 mod startup;
 mod state;
+mod tls;
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;

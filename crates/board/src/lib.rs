@@ -89,6 +89,21 @@ pub struct Listener {
     pub address: SocketAddr,
     /// Clients may connect without a user name (and get the anonymous identity's access).
     pub anonymous: bool,
+    /// Serve MQTT over TLS (1.2 or 1.3) instead of plain TCP.
+    pub tls: Option<Tls>,
+}
+
+/// A TLS listener's certificates, as PEM files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tls {
+    /// The server's certificate chain.
+    pub cert: PathBuf,
+    /// The server's private key.
+    pub key: PathBuf,
+    /// The CA whose client certificates are accepted; without it, clients present none.
+    pub client_ca: Option<PathBuf>,
+    /// Refuse clients without a certificate signed by `client_ca`.
+    pub require_client_cert: bool,
 }
 
 /// One identity that may log in to the broker.

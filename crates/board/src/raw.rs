@@ -9,8 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
-    Board, BoardError, Broker, Bus, Deploy, Device, Gateway, Journal, Limits, Listener, Retained, SpiSettings, User,
-    check_name, line_of, spanned,
+    Board, BoardError, Broker, Bus, Deploy, Device, Gateway, Journal, Limits, Listener, Retained, SpiSettings, Tls,
+    User, check_name, line_of, spanned,
 };
 
 #[derive(Deserialize)]
@@ -127,8 +127,12 @@ struct UserSection {
 }
 
 fn default_listeners() -> BTreeMap<String, Spanned<ListenerSection>> {
-    let local =
-        ListenerSection { address: Spanned::new(0..0, DEFAULT_LISTEN.into()), allow_remote: false, anonymous: None };
+    let local = ListenerSection {
+        address: Spanned::new(0..0, DEFAULT_LISTEN.into()),
+        allow_remote: false,
+        anonymous: None,
+        tls: None,
+    };
     BTreeMap::from([("local".to_owned(), Spanned::new(0..0, local))])
 }
 
@@ -145,6 +149,17 @@ struct ListenerSection {
     /// Whether clients may connect without a user name. Unset: only on a loopback listener of a
     /// board that declares no users.
     anonymous: Option<bool>,
+    tls: Option<Spanned<TlsSection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsSection {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
+    #[serde(default)]
+    require_client_cert: bool,
 }
 
 #[derive(Deserialize)]
@@ -581,7 +596,27 @@ fn validate_broker(check: &Checker<'_>, raw: BrokerSection) -> Result<Broker, Bo
             ));
         }
         let anonymous = listener.anonymous.unwrap_or(address.ip().is_loopback() && users.is_empty());
-        listeners.push(Listener { name, address, anonymous });
+        let tls = match listener.tls {
+            None => None,
+            Some(tls) => {
+                let span = tls.span();
+                let tls = tls.into_inner();
+                if tls.require_client_cert && tls.client_ca.is_none() {
+                    return Err(check.error(
+                        span,
+                        format!("{field}.tls.require_client_cert"),
+                        "needs client_ca, the CA that signs the client certificates",
+                    ));
+                }
+                Some(Tls {
+                    cert: tls.cert,
+                    key: tls.key,
+                    client_ca: tls.client_ca,
+                    require_client_cert: tls.require_client_cert,
+                })
+            }
+        };
+        listeners.push(Listener { name, address, anonymous, tls });
     }
     if listeners.is_empty() {
         return Err(check.error(0..0, "broker.listeners", "the broker needs at least one listener"));

@@ -1,0 +1,190 @@
+//! TLS listeners: busgate terminates TLS itself (rustls, TLS 1.2 and 1.3, optional client
+//! certificates) and hands the decrypted stream to a rumqttd server on an internal loopback
+//! port, behind the same gate as every other listener.
+//!
+//! rumqttd 0.20 can serve TLS itself, but it runs each TLS handshake inside its accept loop
+//! (one client that never finishes its handshake stops the listener), and it verifies client
+//! certificates only when built with a feature that makes them mandatory on every TLS
+//! listener and turns the certificate's organization into a tenant prefix. Here each handshake
+//! runs in its own task with the connect timeout.
+//!
+//! The internal port is reachable from the board itself, so the front opens every connection
+//! with a random secret of this broker run ([`Preamble`]); the gate of the internal server
+//! closes any connection that does not start with it. A local process cannot skip the TLS
+//! listener's client-certificate check by connecting to the internal port.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
+
+/// Why a TLS listener or the development certificates could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("client CA {}: {message}", path.display())]
+    ClientCa { path: PathBuf, message: String },
+    #[error("generating certificates: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("no random numbers from the operating system: {0}")]
+    Random(String),
+}
+
+/// The secret a TLS front sends first on each connection to its internal server.
+pub type Preamble = Arc<[u8]>;
+
+/// A new random preamble.
+pub fn preamble() -> Result<Preamble, TlsError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|error| TlsError::Random(error.to_string()))?;
+    Ok(Arc::from(&bytes[..]))
+}
+
+fn file_error(path: &Path, message: impl ToString) -> TlsError {
+    TlsError::File { path: path.to_owned(), message: message.to_string() }
+}
+
+/// The acceptor for a listener's certificates: TLS 1.2 or 1.3 only, with the ring provider.
+pub fn acceptor(tls: &board::Tls) -> Result<TlsAcceptor, TlsError> {
+    let certs = CertificateDer::pem_file_iter(&tls.cert)
+        .map_err(|error| file_error(&tls.cert, error))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| file_error(&tls.cert, error))?;
+    if certs.is_empty() {
+        return Err(file_error(&tls.cert, "no certificate in the file"));
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|error| file_error(&tls.key, error))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match &tls.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(path).map_err(|error| file_error(path, error))? {
+                let cert = cert.map_err(|error| file_error(path, error))?;
+                roots
+                    .add(cert)
+                    .map_err(|error| TlsError::ClientCa { path: path.clone(), message: error.to_string() })?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if tls.require_client_cert { verifier } else { verifier.allow_unauthenticated() };
+            let verifier = verifier
+                .build()
+                .map_err(|error| TlsError::ClientCa { path: path.clone(), message: error.to_string() })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder.with_single_cert(certs, key)?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts TLS clients on `listener` and relays each to the internal server at `internal`,
+/// preamble first. Returns only if accepting fails for good.
+pub async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    internal: SocketAddr,
+    preamble: Preamble,
+    handshake_timeout: Duration,
+) -> io::Error {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            // Out of file descriptors and the like: wait a moment rather than spin.
+            Err(error) if error.kind() != io::ErrorKind::InvalidInput => {
+                tracing::warn!(%error, "TLS listener cannot accept");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Err(error) => return error,
+        };
+        let (acceptor, preamble) = (acceptor.clone(), preamble.clone());
+        tokio::spawn(async move {
+            if let Err(error) = relay(tcp, acceptor, internal, &preamble, handshake_timeout).await {
+                tracing::debug!(%peer, %error, "TLS connection ended");
+            }
+        });
+    }
+}
+
+async fn relay(
+    tcp: TcpStream,
+    acceptor: TlsAcceptor,
+    internal: SocketAddr,
+    preamble: &[u8],
+    handshake_timeout: Duration,
+) -> io::Result<()> {
+    tcp.set_nodelay(true)?;
+    let mut client = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    let mut server = TcpStream::connect(internal).await?;
+    server.set_nodelay(true)?;
+    server.write_all(preamble).await?;
+    tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+    Ok(())
+}
+
+/// Writes a development CA, a server certificate for `hosts` (plus localhost and 127.0.0.1)
+/// and a client certificate into `dir`: `ca.pem`, `server.pem`, `server.key`, `client.pem`,
+/// `client.key` (keys mode 0600). For testing and development only: the CA key is not kept.
+pub fn generate_dev_certs(dir: &Path, hosts: &[String]) -> Result<(), TlsError> {
+    std::fs::create_dir_all(dir).map_err(|error| file_error(dir, error))?;
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "busgate development CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, ca_key);
+
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    names.extend(hosts.iter().cloned());
+    let server_key = KeyPair::generate()?;
+    let mut server = CertificateParams::new(names)?;
+    server.distinguished_name.push(DnType::CommonName, "busgate broker");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = server.signed_by(&server_key, &issuer)?;
+
+    let client_key = KeyPair::generate()?;
+    let mut client = CertificateParams::new(Vec::<String>::new())?;
+    client.distinguished_name.push(DnType::CommonName, "busgate client");
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = client.signed_by(&client_key, &issuer)?;
+
+    write(dir, "ca.pem", &ca_cert.pem(), 0o644)?;
+    write(dir, "server.pem", &server_cert.pem(), 0o644)?;
+    write(dir, "server.key", &server_key.serialize_pem(), 0o600)?;
+    write(dir, "client.pem", &client_cert.pem(), 0o644)?;
+    write(dir, "client.key", &client_key.serialize_pem(), 0o600)?;
+    Ok(())
+}
+
+fn write(dir: &Path, name: &str, text: &str, mode: u32) -> Result<(), TlsError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = dir.join(name);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&path)
+        .map_err(|error| file_error(&path, error))?;
+    io::Write::write_all(&mut file, text.as_bytes()).map_err(|error| file_error(&path, error))
+}
