@@ -97,13 +97,15 @@ struct Reader {
 }
 
 impl Reader {
-    async fn next(&mut self) -> (u8, BytesMut) {
+    /// The next packet; `None` once the broker has closed the connection.
+    async fn next(&mut self) -> Option<(u8, BytesMut)> {
         loop {
             if let Some(packet) = self.frame() {
-                return packet;
+                return Some(packet);
             }
-            let read = self.half.read_buf(&mut self.buffer).await.unwrap();
-            assert!(read > 0, "the broker closed the connection");
+            if self.half.read_buf(&mut self.buffer).await.ok()? == 0 {
+                return None;
+            }
         }
     }
 
@@ -138,7 +140,7 @@ async fn subscriber(address: SocketAddr, qos: u8, login: Option<(&str, &str)>) -
     packet.push(qos);
     write.write_all(&packet).await.unwrap();
     let mut reader = Reader { half: read, buffer: BytesMut::with_capacity(1 << 16) };
-    let (first, body) = reader.next().await;
+    let (first, body) = reader.next().await.expect("SUBACK");
     assert_eq!((first, &body[2..]), (0x90, &[qos][..]), "SUBACK");
     (reader, write)
 }
@@ -150,7 +152,7 @@ async fn receive(mut reader: Reader, mut write: OwnedWriteHalf, count: u64, base
     let mut acks = Vec::new();
     while (stamps.len() as u64) < count {
         // A broker that lost messages sends nothing more: stop after a quiet while.
-        let Ok((first, body)) = tokio::time::timeout(IDLE, reader.next()).await else { break };
+        let Ok(Some((first, body))) = tokio::time::timeout(IDLE, reader.next()).await else { break };
         if first >> 4 != 3 {
             continue;
         }
@@ -183,8 +185,7 @@ async fn publish(address: SocketAddr, qos: u8, count: u64, rate: u64, base: Inst
         let window = window.clone();
         tokio::spawn(async move {
             let mut reader = Reader { half: read, buffer: BytesMut::new() };
-            loop {
-                let (first, _) = reader.next().await;
+            while let Some((first, _)) = reader.next().await {
                 if first >> 4 == 4 {
                     window.add_permits(1);
                 }

@@ -66,6 +66,45 @@ pub struct Counters {
     pub denied_subscribe: AtomicU64,
     pub messages_in: AtomicU64,
     pub messages_out: AtomicU64,
+    /// Client ids of the connections alive now, with how many hold each.
+    clients: Mutex<HashMap<String, usize>>,
+    /// Numbers the ids handed to rumqttd in place of a client id still in use.
+    stand_ins: AtomicU64,
+}
+
+impl Counters {
+    /// Takes `client_id` for a new connection and returns the id to hand to rumqttd.
+    ///
+    /// A client that reconnects before rumqttd has finished with its previous connection
+    /// (whose socket has closed, but whose gate, dropped last, still holds the id) hits a race
+    /// in rumqttd: the old connection's late disconnect can hit the new one, which then fails
+    /// without a CONNACK, and rumqttd's server panics at the next connection with that id. A
+    /// clean session has no state to take over, so rumqttd gets a stand-in id instead; the
+    /// old connection is not closed early but ends by itself (its socket is gone, or its
+    /// keepalive runs out). Persistent sessions keep their id, so they can be resumed.
+    fn claim(&self, client_id: &str, clean_session: bool) -> String {
+        if client_id.is_empty() {
+            return String::new();
+        }
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        let holders = clients.entry(client_id.to_owned()).or_insert(0);
+        *holders += 1;
+        if *holders > 1 && clean_session {
+            let n = self.stand_ins.fetch_add(1, Ordering::Relaxed);
+            return format!("{client_id}~{n}");
+        }
+        client_id.to_owned()
+    }
+
+    fn release(&self, client_id: &str) {
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(holders) = clients.get_mut(client_id) {
+            *holders -= 1;
+            if *holders == 0 {
+                clients.remove(client_id);
+            }
+        }
+    }
 }
 
 fn bump(counter: &AtomicU64) {
@@ -85,9 +124,9 @@ pub struct Admission {
     pub counters: Arc<Counters>,
     /// Where retained messages are kept across restarts, when they are.
     pub retained: Option<RetainedSender>,
-    /// For the internal server of a TLS listener: the secret its front sends first on every
-    /// connection (see [`crate::tls`]); anything else is closed.
-    pub preamble: Option<crate::tls::Preamble>,
+    /// The secret the front sends first on every connection it relays (see [`crate::front`]);
+    /// a connection that does not start with it is closed. `None` only in tests.
+    pub preamble: Option<crate::front::Preamble>,
 }
 
 /// A gated codec. See the module documentation.
@@ -138,6 +177,8 @@ struct State {
     counted: bool,
     /// Whether the preamble (if the listener wants one) has been read.
     introduced: bool,
+    /// The client id this connection holds in `Counters::clients`.
+    client_id: Option<String>,
 }
 
 enum Flight {
@@ -225,7 +266,7 @@ impl<P: Protocol> Protocol for Gate<P> {
         if let (Some(preamble), false) = (&admission.preamble, state.introduced) {
             let have = stream.len().min(preamble.len());
             if stream[..have] != preamble[..have] {
-                return Err(violation("a connection to a TLS listener's internal port", &admission.counters));
+                return Err(violation("a connection to an internal port, not from the front", &admission.counters));
             }
             if have < preamble.len() {
                 return Err(protocol::Error::InsufficientBytes(preamble.len() - have));
@@ -308,7 +349,10 @@ impl<P: Protocol> Protocol for Gate<P> {
                 state.phase = Phase::Connected(bound);
                 state.persistent = !connect.clean_session;
                 let keep_alive = if connect.keep_alive == 0 { admission.max_keepalive_s } else { connect.keep_alive };
-                Ok(Packet::Connect(Connect { keep_alive, ..connect }, properties, will, will_properties, None))
+                let client_id = admission.counters.claim(&connect.client_id, connect.clean_session);
+                state.client_id = Some(connect.client_id.clone());
+                let connect = Connect { keep_alive, client_id, ..connect };
+                Ok(Packet::Connect(connect, properties, will, will_properties, None))
             }
             Packet::Publish(publish, properties) => {
                 let Frame::Publish { qos, pkid } = frame else { return Ok(Packet::Publish(publish, properties)) };
@@ -479,8 +523,12 @@ impl<P: Protocol> Protocol for Gate<P> {
 
 impl<P> Drop for Gate<P> {
     fn drop(&mut self) {
-        if self.state.get_mut().unwrap_or_else(PoisonError::into_inner).counted {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if state.counted {
             self.admission.counters.live.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(client_id) = state.client_id.take() {
+            self.admission.counters.release(&client_id);
         }
     }
 }
@@ -573,7 +621,7 @@ mod tests {
         gate_with(None)
     }
 
-    fn gate_with(preamble: Option<crate::tls::Preamble>) -> Gate<V4> {
+    fn gate_with(preamble: Option<crate::front::Preamble>) -> Gate<V4> {
         let text = "[board]\nname = \"t\"\ntarget = \"x86_64-unknown-linux-gnu\"\n";
         let board = board::Board::parse(text, std::path::Path::new("t.toml")).unwrap();
         let admission = Admission {
@@ -640,7 +688,7 @@ mod tests {
 
     #[test]
     fn a_tls_listeners_internal_server_wants_the_preamble_first() {
-        let preamble: crate::tls::Preamble = Arc::from(&b"0123456789abcdef"[..]);
+        let preamble: crate::front::Preamble = Arc::from(&b"0123456789abcdef"[..]);
         let mut gate = gate_with(Some(preamble.clone()));
         let mut stream = BytesMut::from(&CONNECT[..]);
         assert!(!matches!(gate.read_mut(&mut stream, 4096), Ok(_) | Err(protocol::Error::InsufficientBytes(_))));

@@ -30,6 +30,7 @@ use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, Server
 use tokio::sync::mpsc;
 
 pub mod frame;
+pub mod front;
 pub mod gate;
 pub mod journal;
 pub mod local;
@@ -89,6 +90,8 @@ pub enum Error {
     Internal(String),
     #[error("listener {name:?}: {error}")]
     Tls { name: String, error: tls::TlsError },
+    #[error("no random numbers from the operating system: {0}")]
+    Random(io::Error),
 }
 
 /// Where `--journal` sends the journal, overriding the board file.
@@ -245,29 +248,27 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
     let config = rumqttd_config(board);
     let listeners = &board.broker.listeners;
 
-    // rumqttd binds inside the server task; binding here first turns a busy port into an error
-    // before anything starts, even when whatever holds the port accepts connections.
-    // A TLS listener's socket is kept: busgate serves it (see [`tls`]).
+    // Every listener's socket is bound here, so a busy port is an error before anything starts,
+    // and served by the front (see [`front`]), which relays to a rumqttd server on an internal
+    // loopback port.
     let mut fronts = HashMap::new();
-    let preamble = tls::preamble().map_err(|error| Error::Tls { name: "(all)".into(), error })?;
+    let preamble = front::preamble().map_err(Error::Random)?;
     for listener in listeners {
-        let bound = std::net::TcpListener::bind(listener.address).map_err(|error| Error::Bind {
-            name: listener.name.clone(),
-            address: listener.address,
-            error,
-        })?;
-        if let Some(settings) = &listener.tls {
-            let tls_error = |error| Error::Tls { name: listener.name.clone(), error };
-            let acceptor = tls::acceptor(settings).map_err(tls_error)?;
-            let bind_error = |error| Error::Bind { name: listener.name.clone(), address: listener.address, error };
-            bound.set_nonblocking(true).map_err(bind_error)?;
-            let socket = tokio::net::TcpListener::from_std(bound).map_err(bind_error)?;
-            // The internal server's port: free a moment ago, on loopback.
-            let internal = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
-                .and_then(|probe| probe.local_addr())
-                .map_err(bind_error)?;
-            fronts.insert(listener.name.clone(), (socket, acceptor, internal));
-        }
+        let bind_error = |error| Error::Bind { name: listener.name.clone(), address: listener.address, error };
+        let bound = std::net::TcpListener::bind(listener.address).map_err(bind_error)?;
+        let acceptor = match &listener.tls {
+            Some(settings) => {
+                Some(tls::acceptor(settings).map_err(|error| Error::Tls { name: listener.name.clone(), error })?)
+            }
+            None => None,
+        };
+        bound.set_nonblocking(true).map_err(bind_error)?;
+        let socket = tokio::net::TcpListener::from_std(bound).map_err(bind_error)?;
+        // The internal server's port: free a moment ago, on loopback.
+        let internal = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .and_then(|probe| probe.local_addr())
+            .map_err(bind_error)?;
+        fronts.insert(listener.name.clone(), (socket, acceptor, internal));
     }
 
     let journal = if board.broker.journal.enabled {
@@ -313,13 +314,16 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
         let mut probe = ready::Probe { name: listener.name.clone(), address: listener.address, preamble: None };
         if let Some((socket, acceptor, internal)) = front {
             settings.listen = internal;
-            probe.address = internal;
-            probe.preamble = Some(preamble.clone());
+            // A plain listener is probed through the front; a TLS one at its internal server.
+            if acceptor.is_some() {
+                probe.address = internal;
+                probe.preamble = Some(preamble.clone());
+            }
             let handshake = Duration::from_millis(board.broker.limits.connect_timeout_ms);
             let stopped_tx = stopped_tx.clone();
             let (name, address, preamble) = (listener.name.clone(), listener.address, preamble.clone());
             tokio::spawn(async move {
-                let error = tls::serve(socket, acceptor, internal, preamble, handshake).await;
+                let error = front::serve(socket, acceptor, internal, preamble, handshake).await;
                 let _ = stopped_tx.send(Error::ListenerStopped { name, address, message: error.to_string() });
             });
         }
@@ -332,7 +336,7 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
             policy: policy.clone(),
             counters: counters.clone(),
             retained: retained.as_ref().map(RetainedStore::sender),
-            preamble: listener.tls.as_ref().map(|_| preamble.clone()),
+            preamble: Some(preamble.clone()),
         };
         let codec = tap.wrap(Gate::new(rumqttd::protocol::v4::V4, admission));
         let mut server = Server::new(settings, router_tx.clone(), codec);

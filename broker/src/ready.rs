@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout_at};
 
 use crate::Error;
-use crate::tls::Preamble;
+use crate::front::Preamble;
 
 /// Pause between attempts while a listener is not up yet.
 const RETRY: Duration = Duration::from_millis(20);
@@ -27,9 +27,9 @@ const RETRY: Duration = Duration::from_millis(20);
 /// Where to check one listener.
 pub(crate) struct Probe {
     pub name: String,
-    /// The listener's address, or for a TLS listener its internal server's.
+    /// The listener's internal server's address.
     pub address: SocketAddr,
-    /// What the internal server of a TLS listener expects first.
+    /// What the internal server expects first.
     pub preamble: Option<Preamble>,
 }
 

@@ -1,31 +1,21 @@
-//! TLS listeners: busgate terminates TLS itself (rustls, TLS 1.2 and 1.3, optional client
-//! certificates) and hands the decrypted stream to a rumqttd server on an internal loopback
-//! port, behind the same gate as every other listener.
+//! TLS for listeners: rustls (TLS 1.2 and 1.3, optional or required client certificates),
+//! terminated by busgate's front ([`crate::front`]), and development certificates.
 //!
 //! rumqttd 0.20 can serve TLS itself, but it runs each TLS handshake inside its accept loop
 //! (one client that never finishes its handshake stops the listener), and it verifies client
 //! certificates only when built with a feature that makes them mandatory on every TLS
-//! listener and turns the certificate's organization into a tenant prefix. Here each handshake
-//! runs in its own task with the connect timeout.
-//!
-//! The internal port is reachable from the board itself, so the front opens every connection
-//! with a random secret of this broker run ([`Preamble`]); the gate of the internal server
-//! closes any connection that does not start with it. A local process cannot skip the TLS
-//! listener's client-certificate check by connecting to the internal port.
+//! listener and turns the certificate's organization into a tenant prefix. In the front each
+//! handshake runs in its own task with the connect timeout.
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::AsyncWriteExt as _;
-use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
@@ -41,18 +31,6 @@ pub enum TlsError {
     ClientCa { path: PathBuf, message: String },
     #[error("generating certificates: {0}")]
     Generate(#[from] rcgen::Error),
-    #[error("no random numbers from the operating system: {0}")]
-    Random(String),
-}
-
-/// The secret a TLS front sends first on each connection to its internal server.
-pub type Preamble = Arc<[u8]>;
-
-/// A new random preamble.
-pub fn preamble() -> Result<Preamble, TlsError> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|error| TlsError::Random(error.to_string()))?;
-    Ok(Arc::from(&bytes[..]))
 }
 
 fn file_error(path: &Path, message: impl ToString) -> TlsError {
@@ -92,53 +70,6 @@ pub fn acceptor(tls: &board::Tls) -> Result<TlsAcceptor, TlsError> {
     };
     let config = builder.with_single_cert(certs, key)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Accepts TLS clients on `listener` and relays each to the internal server at `internal`,
-/// preamble first. Returns only if accepting fails for good.
-pub async fn serve(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    internal: SocketAddr,
-    preamble: Preamble,
-    handshake_timeout: Duration,
-) -> io::Error {
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            // Out of file descriptors and the like: wait a moment rather than spin.
-            Err(error) if error.kind() != io::ErrorKind::InvalidInput => {
-                tracing::warn!(%error, "TLS listener cannot accept");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-            Err(error) => return error,
-        };
-        let (acceptor, preamble) = (acceptor.clone(), preamble.clone());
-        tokio::spawn(async move {
-            if let Err(error) = relay(tcp, acceptor, internal, &preamble, handshake_timeout).await {
-                tracing::debug!(%peer, %error, "TLS connection ended");
-            }
-        });
-    }
-}
-
-async fn relay(
-    tcp: TcpStream,
-    acceptor: TlsAcceptor,
-    internal: SocketAddr,
-    preamble: &[u8],
-    handshake_timeout: Duration,
-) -> io::Result<()> {
-    tcp.set_nodelay(true)?;
-    let mut client = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-    let mut server = TcpStream::connect(internal).await?;
-    server.set_nodelay(true)?;
-    server.write_all(preamble).await?;
-    tokio::io::copy_bidirectional(&mut client, &mut server).await?;
-    Ok(())
 }
 
 /// Writes a development CA, a server certificate for `hosts` (plus localhost and 127.0.0.1)
