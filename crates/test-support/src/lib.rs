@@ -59,6 +59,21 @@ pub fn broker_board(port: u16, extra: &str) -> String {
     )
 }
 
+/// A password hash for a board file's `[broker.users.NAME]`, from `broker hash-password`.
+pub fn hash_password(password: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new(workspace_bin("broker"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "broker hash-password failed");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
 /// A child process that is killed when dropped.
 pub struct Process {
     child: Child,

@@ -7,6 +7,7 @@
 
 mod broker_restart;
 mod commands;
+mod credentials;
 mod faults;
 mod homeassistant;
 mod interop;
