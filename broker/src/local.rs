@@ -86,7 +86,7 @@ impl HealthSources {
 /// Publishes the broker's health, retained, every `interval`, until the task is dropped.
 pub async fn publish_health(mut internal: Internal, sources: HealthSources, interval: Duration) {
     let started = Instant::now();
-    let topic = schema::broker::health_topic(&sources.board);
+    let topic = schema::broker::stats_topic(&sources.board);
     let mut ticks = tokio::time::interval(interval);
     loop {
         ticks.tick().await;

@@ -163,7 +163,7 @@ async fn a_gateway_cannot_subscribe_to_everything_nor_command_another_gateway() 
     let first = tokio::time::timeout(TIMEOUT, async {
         loop {
             if let Event::Incoming(Packet::Publish(publish)) = app_loop.poll().await.unwrap()
-                && publish.topic != schema::broker::health_topic("test")
+                && publish.topic != schema::broker::stats_topic("test")
             {
                 return publish.topic;
             }

@@ -52,10 +52,10 @@ async fn the_broker_publishes_its_health_retained() {
     let publisher = Client::connect(broker.address(), "counted").await;
     publisher.publish("some/topic", "x").await;
     let mut watcher = Client::connect(broker.address(), "watcher").await;
-    watcher.subscribe(&schema::broker::health_topic("test")).await;
+    watcher.subscribe(&schema::broker::stats_topic("test")).await;
     // Wait for a report that has seen both clients and the message.
     let health = loop {
-        let message = watcher.wait_on(&schema::broker::health_topic("test")).await;
+        let message = watcher.wait_on(&schema::broker::stats_topic("test")).await;
         let health: BrokerHealth = schema::payload::parse(&message.payload).unwrap();
         if health.messages_in >= 1 && health.connections >= 2 {
             break health;

@@ -1,8 +1,8 @@
-//! The broker's own topic and payload: its counters, retained on `busgate/{board}/broker/health`.
+//! The broker's own topic and payload: its counters, retained on `busgate/{board}/broker/stats`.
 //!
-//! Kept apart from the gateway topic list in [`crate::topic`]. [`crate::topic::parse`] reads it
-//! as the health of a "gateway" named `broker`; no gateway has that name (a gateway's name ends
-//! in `-gateway`), so the two cannot collide, but its payload is a [`BrokerHealth`].
+//! Kept apart from the gateway topic list in [`crate::topic`]. Tools pick a payload's schema by
+//! the topic's last level, so the leaf is `stats`, not a gateway's `health`; and no gateway is
+//! named `broker` (a gateway's name ends in `-gateway`), so the topic cannot collide with one.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::payload::{Payload, Version};
 use crate::topic::ROOT;
 
-/// The broker's health topic, retained.
-pub fn health_topic(board: &str) -> String {
-    format!("{ROOT}/{board}/broker/health")
+/// The broker's counters topic, retained.
+pub fn stats_topic(board: &str) -> String {
+    format!("{ROOT}/{board}/broker/stats")
 }
 
 /// The broker's counters since it started, and what it holds now.
@@ -50,13 +50,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn health_topic_and_payload() {
-        assert_eq!(health_topic("sim"), "busgate/sim/broker/health");
-        let topic = health_topic("sim");
-        let Some(crate::topic::Parsed::Gateway { gateway, .. }) = crate::topic::parse(&topic) else {
-            panic!("parses as a gateway-level topic")
-        };
-        assert!(!gateway.ends_with("-gateway"));
+    fn stats_topic_and_payload() {
+        assert_eq!(stats_topic("sim"), "busgate/sim/broker/stats");
+        assert_eq!(crate::topic::parse(&stats_topic("sim")), None, "not a gateway or device topic");
         let health = BrokerHealth {
             v: Version,
             ts: "2026-01-01T00:00:00.000Z".into(),
