@@ -723,3 +723,27 @@ fn failure_to_error(failure: CommandFailure) -> ReplyError {
     };
     ReplyError { kind, message, field: None, expected: None, got: None }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_password_file_others_can_read_is_refused() {
+        let dir = std::env::temp_dir().join(format!("busgate-password-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("i2c-gateway.password");
+        std::fs::write(&path, "secret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_password(&path).unwrap(), "secret");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let error = read_password(&path).unwrap_err().to_string();
+        assert!(error.contains("mode 644 lets others read it"), "{error}");
+        let error = read_password(&dir.join("missing")).unwrap_err().to_string();
+        assert!(error.starts_with("password file "), "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
