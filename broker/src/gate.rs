@@ -322,7 +322,10 @@ impl<P: Protocol> Protocol for Gate<P> {
                 };
                 // rumqttd's router silently drops a connection whose client id holds one of
                 // these, and its server then panics on the next connection with that id.
-                if connect.client_id == crate::local::CLIENT_ID || connect.client_id.contains(['+', '#', '/', '$']) {
+                if connect.client_id == crate::local::CLIENT_ID
+                    || connect.client_id == crate::uplink::CLIENT_ID
+                    || connect.client_id.contains(['+', '#', '/', '$'])
+                {
                     return Ok(refuse(state, admission, ConnectReturnCode::ClientIdentifierNotValid));
                 }
                 if connect.keep_alive > admission.max_keepalive_s {

@@ -39,6 +39,7 @@ mod ready;
 pub mod retained;
 pub mod tap;
 pub mod tls;
+pub mod uplink;
 
 use gate::{Admission, Counters, Gate};
 use journal::Journal;
@@ -299,8 +300,30 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
         let counter = store.sender().dropped;
         dropped.push(Box::new(move || counter.load(std::sync::atomic::Ordering::Relaxed)));
     }
-    let sources =
-        HealthSources { board: board.name.clone(), counters: counters.clone(), dropped, uplink_queue: Box::new(|| 0) };
+    let mut uplink_queue: Box<dyn Fn() -> u64 + Send + Sync> = Box::new(|| 0);
+    let mut uplink_task = None;
+    if let Some(settings) = &board.broker.uplink {
+        let queue = match uplink::Queue::open(settings.queue_path.clone(), settings.max_queue_bytes) {
+            Ok(queue) => queue,
+            Err(error) => {
+                close(journal, retained);
+                let path = settings.queue_path.display();
+                return Err(Error::Internal(format!("the uplink queue {path}: {error}")));
+            }
+        };
+        let (depth, queue_dropped) = (queue.depth.clone(), queue.dropped.clone());
+        uplink_queue = Box::new(move || depth.load(std::sync::atomic::Ordering::Relaxed));
+        dropped.push(Box::new(move || queue_dropped.load(std::sync::atomic::Ordering::Relaxed)));
+        let builder = LinkBuilder::new(uplink::CLIENT_ID, router_tx.clone());
+        match uplink::Uplink::start(builder, settings.clone(), queue).await {
+            Ok(uplink) => uplink_task = Some(tokio::spawn(uplink.run())),
+            Err(error) => {
+                close(journal, retained);
+                return Err(Error::Internal(format!("the uplink's local link: {error}")));
+            }
+        }
+    }
+    let sources = HealthSources { board: board.name.clone(), counters: counters.clone(), dropped, uplink_queue };
     let interval = Duration::from_secs(board.broker.health_interval_s);
     let health = tokio::spawn(local::publish_health(internal, sources, interval));
 
@@ -359,6 +382,9 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
     };
     if let Err(error) = outcome {
         health.abort();
+        if let Some(task) = &uplink_task {
+            task.abort();
+        }
         close(journal, retained);
         return Err(error);
     }
@@ -372,6 +398,9 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
         Some(error) = stopped.recv() => Err(error),
     };
     health.abort();
+    if let Some(task) = &uplink_task {
+        task.abort();
+    }
     close(journal, retained);
     outcome
 }

@@ -10,6 +10,7 @@ mod security;
 mod startup;
 mod state;
 mod tls;
+mod uplink;
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;

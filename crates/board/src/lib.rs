@@ -69,8 +69,31 @@ pub struct Broker {
     /// (e.g. `i2c-gateway`), whose access rules the broker derives from the board.
     pub users: Vec<User>,
     pub retained: Retained,
+    /// Forwarding to an upstream broker, if any.
+    pub uplink: Option<Uplink>,
     /// How often the broker publishes its counters on its health topic.
     pub health_interval_s: u64,
+}
+
+/// Forwarding selected local topics to an upstream broker (QoS 1, through a bounded queue on
+/// disk), and command topics back down.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Uplink {
+    pub address: SocketAddr,
+    pub client_id: String,
+    pub username: Option<String>,
+    /// The upstream password, in a file only the broker's user can read.
+    pub password_file: Option<PathBuf>,
+    /// Local topic filters forwarded upstream.
+    pub forward: Vec<String>,
+    /// Prepended to a local topic upstream, removed from a command topic coming down.
+    pub remote_prefix: String,
+    /// Upstream topic filters whose messages are published locally.
+    pub commands: Vec<String>,
+    /// The store-and-forward queue file.
+    pub queue_path: PathBuf,
+    /// Bound on the queue file; the oldest messages are dropped (and counted) beyond it.
+    pub max_queue_bytes: u64,
 }
 
 /// Where retained messages are kept across restarts.

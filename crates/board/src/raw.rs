@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use crate::{
     Board, BoardError, Broker, Bus, Deploy, Device, Gateway, Journal, Limits, Listener, Retained, SpiSettings, Tls,
-    User, check_name, line_of, spanned,
+    Uplink, User, check_name, line_of, spanned,
 };
 
 #[derive(Deserialize)]
@@ -77,12 +77,35 @@ struct BrokerSection {
     users: BTreeMap<String, Spanned<UserSection>>,
     #[serde(default)]
     retained: RetainedSection,
+    uplink: Option<Spanned<UplinkSection>>,
     #[serde(default = "default_health_interval")]
     health_interval_s: Spanned<u64>,
 }
 
 fn default_health_interval() -> Spanned<u64> {
     Spanned::new(0..0, 10)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UplinkSection {
+    address: Spanned<String>,
+    client_id: String,
+    username: Option<String>,
+    password_file: Option<PathBuf>,
+    #[serde(default)]
+    forward: Vec<Spanned<String>>,
+    #[serde(default)]
+    remote_prefix: String,
+    #[serde(default)]
+    commands: Vec<Spanned<String>>,
+    queue_path: PathBuf,
+    #[serde(default = "default_queue_bytes")]
+    max_queue_bytes: Spanned<u64>,
+}
+
+fn default_queue_bytes() -> Spanned<u64> {
+    Spanned::new(0..0, 4 * 1024 * 1024)
 }
 
 #[derive(Deserialize)]
@@ -111,6 +134,7 @@ impl Default for BrokerSection {
             journal: JournalSection::default(),
             users: BTreeMap::new(),
             retained: RetainedSection::default(),
+            uplink: None,
             health_interval_s: default_health_interval(),
         }
     }
@@ -660,7 +684,39 @@ fn validate_broker(check: &Checker<'_>, raw: BrokerSection) -> Result<Broker, Bo
         max_bytes: check.range(&r.max_bytes, "broker.retained.max_bytes", 1024, 256 * 1024 * 1024)?,
     };
     let health_interval_s = check.range(&raw.health_interval_s, "broker.health_interval_s", 1, 86_400)?;
-    Ok(Broker { listeners, limits, journal, users, retained, health_interval_s })
+    let uplink = match raw.uplink {
+        None => None,
+        Some(uplink) => {
+            let uplink = uplink.into_inner();
+            let patterns = |list: &[Spanned<String>], field: &str| -> Result<Vec<String>, BoardError> {
+                list.iter()
+                    .enumerate()
+                    .map(|(index, filter)| {
+                        check_pattern(filter.get_ref()).map(|()| filter.get_ref().clone()).map_err(|message| {
+                            check.error(filter.span(), format!("broker.uplink.{field}[{index}]"), message)
+                        })
+                    })
+                    .collect()
+            };
+            Some(Uplink {
+                address: check.address(&uplink.address, "broker.uplink.address")?,
+                client_id: uplink.client_id,
+                username: uplink.username,
+                password_file: uplink.password_file,
+                forward: patterns(&uplink.forward, "forward")?,
+                remote_prefix: uplink.remote_prefix,
+                commands: patterns(&uplink.commands, "commands")?,
+                queue_path: uplink.queue_path,
+                max_queue_bytes: check.range(
+                    &uplink.max_queue_bytes,
+                    "broker.uplink.max_queue_bytes",
+                    4096,
+                    1 << 34,
+                )?,
+            })
+        }
+    };
+    Ok(Broker { listeners, limits, journal, users, retained, uplink, health_interval_s })
 }
 
 fn validate_gateway(check: &Checker<'_>, raw: GatewaySection, broker: &Broker) -> Result<Gateway, BoardError> {
