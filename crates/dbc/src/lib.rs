@@ -1,0 +1,1 @@
+//! Lenient DBC parser, decoder and encoder (work in progress).
