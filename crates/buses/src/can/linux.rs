@@ -1,0 +1,195 @@
+//! SocketCAN interfaces through the socketcan crate's tokio sockets.
+//!
+//! The socket is always opened in FD mode (classic frames arrive unchanged); FD frames are only
+//! sent when the board says the interface is in FD mode. Kernel filters are built from the
+//! configured identifiers, and error frames are enabled and decoded into bus state changes
+//! (error-warning, error-passive, bus-off, restarted), controller overflows and bus errors.
+//!
+//! Not covered: the socket receive queue's own overflow counter (`SO_RXQ_OVFL`) arrives as
+//! ancillary data of `recvmsg`, which the socketcan crate does not expose; overflows that the
+//! controller reports in error frames are counted.
+
+use std::collections::VecDeque;
+use std::io;
+
+use socketcan::errors::{ControllerProblems, ErrorCause};
+use socketcan::id::FdFlags;
+use socketcan::{CanAnyFrame, CanDataFrame, CanFdFrame, CanRemoteFrame, EmbeddedFrame, Frame as _, SocketOptions};
+
+use super::{BusState, CanError, CanEvent, CanFilter, CanFrame, CanPort};
+
+const CAN_EFF_FLAG: u32 = 0x8000_0000;
+
+/// An open SocketCAN interface, e.g. `can0`.
+pub struct LinuxCan {
+    interface: String,
+    socket: socketcan::tokio::CanFdSocket,
+    fd: bool,
+    /// Events decoded from one error frame that have not been returned yet.
+    pending: VecDeque<CanEvent>,
+}
+
+impl std::fmt::Debug for LinuxCan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinuxCan").field("interface", &self.interface).field("fd", &self.fd).finish()
+    }
+}
+
+impl LinuxCan {
+    /// Opens `interface`; only frames passing `filters` are received (all when empty).
+    /// Must be called inside a tokio runtime.
+    pub fn open(interface: &str, fd: bool, filters: &[CanFilter]) -> Result<LinuxCan, CanError> {
+        let open_error = |source: io::Error| {
+            if is_down(&source) {
+                CanError::Down(interface.to_owned())
+            } else {
+                CanError::Open { interface: interface.to_owned(), source }
+            }
+        };
+        let socket = socketcan::tokio::CanFdSocket::open(interface).map_err(open_error)?;
+        if !filters.is_empty() {
+            let kernel: Vec<socketcan::CanFilter> = filters.iter().map(kernel_filter).collect();
+            socket.set_filters(&kernel).map_err(open_error)?;
+        }
+        socket.set_error_filter_accept_all().map_err(open_error)?;
+        Ok(LinuxCan { interface: interface.to_owned(), socket, fd, pending: VecDeque::new() })
+    }
+
+    fn io_error(&self, error: io::Error) -> CanError {
+        if is_down(&error) { CanError::Down(self.interface.clone()) } else { CanError::Io(error) }
+    }
+}
+
+/// The kernel filter for one configured filter: the EFF flag is part of id and mask, so an
+/// 11-bit filter never passes a 29-bit frame and the reverse; remote frames pass too.
+fn kernel_filter(filter: &CanFilter) -> socketcan::CanFilter {
+    let flag = if filter.extended { CAN_EFF_FLAG } else { 0 };
+    socketcan::CanFilter::new(filter.id | flag, filter.mask | CAN_EFF_FLAG)
+}
+
+fn is_down(error: &io::Error) -> bool {
+    // ENETDOWN 100, ENODEV 19, ENXIO 6: the interface is down or has gone away.
+    matches!(error.raw_os_error(), Some(100 | 19 | 6))
+}
+
+fn embedded_id(frame: &CanFrame) -> Option<embedded_can::Id> {
+    if frame.is_extended() {
+        embedded_can::ExtendedId::new(frame.id()).map(Into::into)
+    } else {
+        embedded_can::StandardId::new(u16::try_from(frame.id()).ok()?).map(Into::into)
+    }
+}
+
+fn from_socketcan(frame: CanAnyFrame) -> Result<CanFrame, Vec<CanEvent>> {
+    let built = match frame {
+        CanAnyFrame::Normal(f) => CanFrame::classic(f.raw_id(), f.is_extended(), f.data()),
+        CanAnyFrame::Remote(f) => CanFrame::remote(f.raw_id(), f.is_extended(), f.dlc() as u8),
+        CanAnyFrame::Fd(f) => CanFrame::fd(f.raw_id(), f.is_extended(), f.is_brs(), f.data()).map(|mut built| {
+            built.set_esi(f.is_esi());
+            built
+        }),
+        CanAnyFrame::Error(f) => return Err(error_events(&f.into_error())),
+    };
+    // The kernel only hands out well-formed frames.
+    built.map_err(|error| vec![CanEvent::BusError(format!("malformed frame from the kernel: {error}"))])
+}
+
+/// What an error frame says, as events: state changes first, then overflows and bus errors.
+fn error_events(error: &socketcan::errors::CanError) -> Vec<CanEvent> {
+    let mut events = Vec::new();
+    for cause in error.causes() {
+        match cause {
+            ErrorCause::BusOff => events.push(CanEvent::State(BusState::BusOff)),
+            ErrorCause::Restarted => events.push(CanEvent::State(BusState::ErrorActive)),
+            ErrorCause::Controller(problems) => {
+                if problems.intersects(ControllerProblems::RX_PASSIVE | ControllerProblems::TX_PASSIVE) {
+                    events.push(CanEvent::State(BusState::ErrorPassive));
+                } else if problems.intersects(ControllerProblems::RX_WARNING | ControllerProblems::TX_WARNING) {
+                    events.push(CanEvent::State(BusState::ErrorWarning));
+                } else if problems.contains(ControllerProblems::ACTIVE) {
+                    events.push(CanEvent::State(BusState::ErrorActive));
+                }
+                if problems.contains(ControllerProblems::RX_OVERFLOW) {
+                    events.push(CanEvent::Overflow { lost: 1 });
+                }
+                if problems.contains(ControllerProblems::TX_OVERFLOW) {
+                    events.push(CanEvent::BusError("controller transmit buffer overflow".into()));
+                }
+            }
+            other => events.push(CanEvent::BusError(other.to_string())),
+        }
+    }
+    events
+}
+
+impl CanPort for LinuxCan {
+    async fn recv(&mut self) -> Result<CanEvent, CanError> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Ok(event);
+            }
+            let (frame, at) = match self.socket.read_frame_with_timestamp().await {
+                Ok(read) => read,
+                Err(error) => return Err(self.io_error(error)),
+            };
+            match from_socketcan(frame) {
+                Ok(frame) => return Ok(CanEvent::Frame { frame, at }),
+                Err(events) => self.pending.extend(events),
+            }
+        }
+    }
+
+    async fn send(&mut self, frame: &CanFrame) -> Result<(), CanError> {
+        let id = embedded_id(frame).ok_or_else(|| CanError::Io(io::Error::other("identifier out of range")))?;
+        let frame: CanAnyFrame = if frame.is_fd() {
+            if !self.fd {
+                return Err(CanError::FdNotEnabled);
+            }
+            let flags = if frame.brs() { FdFlags::BRS } else { FdFlags::empty() };
+            CanFdFrame::with_flags(id, frame.data(), flags).map(Into::into)
+        } else if frame.is_remote() {
+            CanRemoteFrame::new_remote(id, usize::from(frame.dlc())).map(Into::into)
+        } else {
+            CanDataFrame::new(id, frame.data()).map(Into::into)
+        }
+        .ok_or_else(|| CanError::Io(io::Error::other("frame rejected by socketcan")))?;
+        match self.socket.try_write_frame(&frame) {
+            Ok(()) => Ok(()),
+            // ENOBUFS 105: the interface's transmit queue is full.
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock || error.raw_os_error() == Some(105) => {
+                Err(CanError::NoBufferSpace)
+            }
+            Err(error) => Err(self.io_error(error)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_frames_become_state_changes_and_overflows() {
+        let passive = socketcan::errors::CanError::new(ErrorCause::Controller(
+            ControllerProblems::RX_PASSIVE | ControllerProblems::RX_OVERFLOW,
+        ));
+        assert_eq!(
+            error_events(&passive),
+            vec![CanEvent::State(BusState::ErrorPassive), CanEvent::Overflow { lost: 1 }]
+        );
+        let off = socketcan::errors::CanError::new(ErrorCause::BusOff);
+        assert_eq!(error_events(&off), vec![CanEvent::State(BusState::BusOff)]);
+        let restarted = socketcan::errors::CanError::new(ErrorCause::Restarted);
+        assert_eq!(error_events(&restarted), vec![CanEvent::State(BusState::ErrorActive)]);
+        let noack = socketcan::errors::CanError::new(ErrorCause::NoAck);
+        assert!(matches!(&error_events(&noack)[..], [CanEvent::BusError(_)]));
+    }
+
+    #[test]
+    fn a_missing_interface_is_reported_by_name() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _guard = runtime.enter();
+        let error = LinuxCan::open("nosuchcan9", false, &[]).unwrap_err().to_string();
+        assert!(error.contains("nosuchcan9"), "{error}");
+    }
+}
