@@ -1,0 +1,7 @@
+//! Integration tests of the dbc crate: decoding against cantools' expected values, encoding, warnings.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+mod expected;
+mod json;
+mod reference;
