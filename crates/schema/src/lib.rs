@@ -5,6 +5,7 @@
 //! JSON. The JSON Schemas in `schemas/` are generated from these types (see [`schemas`]) and a
 //! test fails when they drift, so the files users validate against always match the code.
 
+pub mod can;
 pub mod command;
 pub mod homeassistant;
 pub mod payload;
