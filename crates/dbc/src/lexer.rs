@@ -68,6 +68,11 @@ pub(crate) fn tokenize(text: &str) -> (Vec<Token<'_>>, Vec<usize>) {
             pos += 1;
             continue;
         }
+        if bytes[pos..].starts_with(b"//") {
+            // A comment to the end of the line, as some tools write them.
+            pos = text[pos..].find('\n').map_or(text.len(), |offset| pos + offset);
+            continue;
+        }
         let column = text[line_start..pos].chars().count() + 1;
         let start = pos;
         let start_line = line;
@@ -203,6 +208,12 @@ mod tests {
                 Ident("X"),
             ]
         );
+    }
+
+    #[test]
+    fn line_comments_are_skipped() {
+        use Kind::*;
+        assert_eq!(kinds("// a \"comment\"\nCM_ \"//x\"; // more"), [Ident("CM_"), Str("//x".to_owned()), Punct(';')]);
     }
 
     #[test]

@@ -450,10 +450,11 @@ impl Message {
     ///
     /// Only the signals present for the frame's multiplexer values are given, each multiplexer before
     /// the signals it selects, otherwise in DBC order.
-    /// A frame longer than [`Message::size`] is decoded as if it had the declared length (as cantools does).
-    /// A shorter frame gives the signals that fit entirely (as cantools' `allow_truncated=True`); if any
-    /// present signal did not fit, the result is [`DecodeError::Truncated`] and `out` still holds those
-    /// that fit.
+    /// A frame longer than [`Message::size`] is fine (as in cantools); the extra bytes only serve signals
+    /// that the DBC places beyond the message's length (warned about at load time).
+    /// A shorter frame gives the signals that fit entirely (as cantools' `allow_truncated=True`); if a
+    /// present signal within the declared length did not fit, the result is [`DecodeError::Truncated`]
+    /// and `out` still holds the signals that fit (cantools' default raises an error instead).
     /// A multiplexer value that selects no signal is not an error: the frame gives the multiplexer and the
     /// signals that are always present (cantools raises an error there).
     ///
@@ -474,7 +475,6 @@ impl Message {
     /// ```
     pub fn decode<'m>(&'m self, data: &[u8], out: &mut Vec<Decoded<'m>>) -> Result<(), DecodeError> {
         out.clear();
-        let data = if data.len() > self.size { &data[..self.size] } else { data };
         let mut multiplexers = [None::<i128>; MAX_MULTIPLEXERS];
         let mut missing = 0usize;
         let mut first_missing = None;
@@ -487,8 +487,11 @@ impl Message {
                 }
             }
             let Some(raw) = signal.raw(data) else {
-                missing += 1;
-                first_missing.get_or_insert(index);
+                // A signal beyond the declared length (warned about at load time) is not the frame's fault.
+                if signal.layout.end() <= self.size {
+                    missing += 1;
+                    first_missing.get_or_insert(index);
+                }
                 continue;
             };
             let integer = raw.as_integer();

@@ -333,8 +333,8 @@ impl<'a> Builder<'a> {
                         Some(Some(index)) => self.signal(tokens, pos, end, index),
                         Some(None) => {}
                         None => {
-                            let name = tokens.get(pos + 1).map_or_else(String::new, Token::describe);
-                            self.warn(line, format!("signal {name} outside a BO_ message; ignored"));
+                            let name = tokens.get(pos + 1).and_then(Token::ident).unwrap_or("");
+                            self.warn(line, format!("signal \"{name}\" outside a BO_ message; ignored"));
                         }
                     }
                     pos = end;

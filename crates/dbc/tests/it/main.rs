@@ -2,6 +2,10 @@
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
+mod codec;
 mod expected;
+mod fixtures;
 mod json;
+mod model;
 mod reference;
+mod warnings;
