@@ -306,6 +306,11 @@ impl Link {
             let _ = self.client.try_disconnect();
         }
         let session = self.session;
+        if !self.connected {
+            // Nothing to say goodbye to: the broker is unreachable.
+            session.abort();
+            return;
+        }
         let events = &mut self.events;
         let abort = session.abort_handle();
         // Keep reading the session's events meanwhile, so it never blocks on a full channel
