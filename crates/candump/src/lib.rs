@@ -506,6 +506,28 @@ mod tests {
     }
 
     #[test]
+    fn damaged_lines_never_panic() {
+        let lines = [
+            "(1700000000.000898) can0 123#DEADBEEF",
+            "(1.000000) can0 00000123##1DEADBEEF",
+            "(1.000000) can0 123#R4",
+            "(1.000000) can0 123#1122334455667788_C",
+            "(1.000000) cän0 20000080#00",
+        ];
+        for line in lines {
+            for (cut, _) in line.char_indices() {
+                let _ = parse_line(&line[..cut]);
+                for replacement in ["#", "(", ")", " ", "R", "_", ".", "é", "##", "9"] {
+                    let mut damaged = line.to_owned();
+                    let end = cut + line[cut..].chars().next().map_or(0, char::len_utf8);
+                    damaged.replace_range(cut..end, replacement);
+                    let _ = parse_line(&damaged);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn log_numbers_lines_and_skips_blank_ones() {
         let log = "(1.000000) can0 123#11\n\n   \n(2.000000) can0 123#1\n(3.000000) can0 124#\n";
         let results: Vec<_> = parse_log(log).collect();

@@ -18,7 +18,7 @@ pub(crate) struct Token<'a> {
     pub(crate) kind: Kind<'a>,
     /// Line number, from 1.
     pub(crate) line: usize,
-    /// Column (characters from 1).
+    /// Column (bytes from 1).
     pub(crate) column: usize,
     /// The first token of its line.
     pub(crate) first_on_line: bool,
@@ -73,7 +73,7 @@ pub(crate) fn tokenize(text: &str) -> (Vec<Token<'_>>, Vec<usize>) {
             pos = text[pos..].find('\n').map_or(text.len(), |offset| pos + offset);
             continue;
         }
-        let column = text[line_start..pos].chars().count() + 1;
+        let column = pos - line_start + 1;
         let start = pos;
         let start_line = line;
         let kind = if byte == b'"' {

@@ -363,10 +363,11 @@ impl Signal {
             ValueType::Unsigned | ValueType::Signed => {
                 // Exact integer arithmetic where possible, so that 64-bit signals keep every bit.
                 if let (Value::Integer(integer), Some((factor, offset))) = (value, self.integer_scaling)
-                    && factor != 0
-                    && (integer - offset) % factor == 0
+                    && let Some(shifted) = integer.checked_sub(offset)
+                    && shifted.checked_rem(factor) == Some(0)
+                    && let Some(raw) = shifted.checked_div(factor)
                 {
-                    return self.check_raw_integer((integer - offset) / factor, &shown);
+                    return self.check_raw_integer(raw, &shown);
                 }
                 let raw = ((number - self.offset) / self.factor).round_ties_even();
                 let (low, high) = self.raw_range();

@@ -8,4 +8,5 @@ mod fixtures;
 mod json;
 mod model;
 mod reference;
+mod robustness;
 mod warnings;

@@ -25,7 +25,13 @@ fn decodes_agree_with_cantools() {
     let mut failures = Vec::new();
     for name in &names {
         let outcome = compare(&directory, name);
-        summary.push(format!("{name}: {}/{} frames agree", outcome.agreeing, outcome.frames));
+        let (_, warnings) = dbc::Database::load(&directory.join(format!("{name}.dbc"))).unwrap();
+        summary.push(format!(
+            "{name}: {}/{} frames agree ({} load warnings)",
+            outcome.agreeing,
+            outcome.frames,
+            warnings.len()
+        ));
         failures.extend(outcome.differences.into_iter().take(5));
     }
     println!("{}", summary.join("\n"));
