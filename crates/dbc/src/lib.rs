@@ -149,17 +149,30 @@ impl Database {
     /// The message with an identifier (without flags) and identifier kind.
     #[inline]
     pub fn message(&self, id: u32, extended: bool) -> Option<&Message> {
+        self.lookup(id, extended).map(|(_, message)| message)
+    }
+
+    /// The message with an identifier and its index in [`Database::messages`] (stable until the next
+    /// [`Database::merge`]), for state kept per message.
+    #[inline]
+    pub fn lookup(&self, id: u32, extended: bool) -> Option<(usize, &Message)> {
         let key = key(id, extended);
         let index = self.by_id.binary_search_by_key(&key, |(key, _)| *key).ok()?;
-        Some(&self.messages[self.by_id[index].1])
+        let index = self.by_id[index].1;
+        Some((index, &self.messages[index]))
+    }
+
+    /// The message at an index of [`Database::messages`].
+    pub fn message_at(&self, index: usize) -> Option<&Message> {
+        self.messages.get(index)
     }
 
     pub fn message_by_name(&self, name: &str) -> Option<&Message> {
         self.by_name.get(name).map(|&index| &self.messages[index])
     }
 
-    /// The messages in file order.
-    pub fn messages(&self) -> impl Iterator<Item = &Message> {
+    /// The messages in file order (then merge order).
+    pub fn messages(&self) -> impl ExactSizeIterator<Item = &Message> {
         self.messages.iter()
     }
 

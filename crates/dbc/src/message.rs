@@ -139,6 +139,8 @@ pub struct Message {
 #[derive(Debug, Clone, Copy)]
 pub struct Decoded<'m> {
     pub signal: &'m Signal,
+    /// The signal's index in [`Message::signals`], for state kept per signal.
+    pub index: usize,
     pub raw: Raw,
     pub physical: Physical,
     /// The value label of the raw value (`VAL_`), if it has one.
@@ -503,7 +505,7 @@ impl Message {
                 Some(raw) if !signal.labels.is_empty() => signal.label(raw),
                 _ => None,
             };
-            out.push(Decoded { signal, raw, physical: signal.physical(raw), label });
+            out.push(Decoded { signal, index, raw, physical: signal.physical(raw), label });
         }
         match first_missing {
             None => Ok(()),

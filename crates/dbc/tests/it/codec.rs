@@ -164,6 +164,13 @@ fn extended_multiplexing_follows_the_chain() {
     let frame = [0x81, 0x01, 0x00, 0x00, 0x80, 0x07, 0, 0x05];
     let names: Vec<&str> = decode(message, &frame).iter().map(|(name, ..)| *name).collect();
     assert_eq!(names, ["Mux1", "Mux2", "SigC", "SigD", "Always"]);
+    let mut out = Vec::new();
+    message.decode(&frame, &mut out).unwrap();
+    let indices: Vec<usize> = out.iter().map(|d| d.index).collect();
+    assert_eq!(indices, [0, 1, 4, 5, 6]);
+    let (index, found) = database.lookup(0x301, true).unwrap();
+    assert_eq!((index, found.name.as_str()), (1, "ExtendedMux"));
+    assert_eq!(database.message_at(index).unwrap().name, "ExtendedMux");
     // Mux1 = 2: Mux2 is absent, so SigC is too, whatever the bits say.
     let names: Vec<&str> = decode(message, &[0x82, 1, 0, 0, 0, 7, 0, 5]).iter().map(|(name, ..)| *name).collect();
     assert_eq!(names, ["Mux1", "SigD", "Always"]);
