@@ -50,6 +50,8 @@ pub use message::{
 /// A loaded DBC file, or several merged.
 #[derive(Debug, Clone, Default)]
 pub struct Database {
+    /// The `VERSION` string.
+    pub version: Option<String>,
     /// Node names (`BU_`).
     pub nodes: Vec<String>,
     /// Named value tables (`VAL_TABLE_`), each sorted by raw value.
@@ -134,6 +136,9 @@ impl Database {
             }
             self.messages.push(message);
             self.rebuild_index();
+        }
+        if self.version.is_none() {
+            self.version = other.version;
         }
         for node in other.nodes {
             if !self.nodes.contains(&node) {

@@ -233,6 +233,15 @@ impl<'t, 'a> Statement<'t, 'a> {
 
 /// Parses DBC text; see [`Database::parse`].
 pub(crate) fn parse(text: &str, file: Option<Arc<Path>>) -> (Database, Vec<Warning>) {
+    // A byte order mark and Windows line ends would otherwise end up in names and comments.
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
+    let normalized;
+    let text = if text.contains('\r') {
+        normalized = text.replace("\r\n", "\n");
+        normalized.as_str()
+    } else {
+        text
+    };
     let (tokens, unterminated) = tokenize(text);
     let mut builder = Builder {
         tokens,
@@ -313,7 +322,13 @@ impl<'a> Builder<'a> {
                 current = None;
             }
             match keyword {
-                "VERSION" | "BS_" => pos = line_end(tokens, pos),
+                "VERSION" => {
+                    if let Some(Kind::Str(version)) = tokens.get(pos + 1).map(|token| &token.kind) {
+                        self.database.version = Some(version.clone());
+                    }
+                    pos = line_end(tokens, pos);
+                }
+                "BS_" => pos = line_end(tokens, pos),
                 "NS_" => pos = Self::skip_new_symbols(tokens, pos),
                 "BU_" => {
                     let end = line_end(tokens, pos);

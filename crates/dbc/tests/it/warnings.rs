@@ -77,6 +77,15 @@ fn parse_without_a_file_names_lines_only() {
 }
 
 #[test]
+fn byte_order_mark_and_windows_line_ends() {
+    let text = "\u{FEFF}VERSION \"1.2\"\r\nBO_ 1 A: 1 E\r\n SG_ X : 0|8@1+ (1,0) [0|0] \"\" E\r\nCM_ SG_ 1 X \"two\r\nlines\";\r\n";
+    let (database, warnings) = Database::parse(text);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(database.version.as_deref(), Some("1.2"));
+    assert_eq!(database.message(1, false).unwrap().signals[0].comment.as_deref(), Some("two\nlines"));
+}
+
+#[test]
 fn multiplexer_cycle_is_broken() {
     let text = "BO_ 1 A: 2 E\n SG_ X m1M : 0|8@1+ (1,0) [0|0] \"\" E\n SG_ Y m1M : 8|8@1+ (1,0) [0|0] \"\" E\n\
                 SG_MUL_VAL_ 1 X Y 1-1;\nSG_MUL_VAL_ 1 Y X 1-1;\n";
