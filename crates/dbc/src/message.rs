@@ -9,7 +9,7 @@ use thiserror::Error;
 use crate::layout::Layout;
 
 /// The most multiplexer signals one message can have (more are dropped with a warning at load time).
-pub const MAX_MULTIPLEXERS: usize = 16;
+pub const MAX_MULTIPLEXERS: usize = 32;
 
 /// How a signal's bytes are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +70,11 @@ impl MuxCondition {
     /// Whether the signal is present when the multiplexer's raw value is `value`.
     pub fn contains(&self, value: i128) -> bool {
         self.ranges.iter().any(|&(low, high)| i128::from(low) <= value && value <= i128::from(high))
+    }
+
+    #[inline]
+    fn contains_raw(&self, value: u64) -> bool {
+        self.ranges.iter().any(|&(low, high)| low <= value && value <= high)
     }
 }
 
@@ -478,15 +483,16 @@ impl Message {
     /// ```
     pub fn decode<'m>(&'m self, data: &[u8], out: &mut Vec<Decoded<'m>>) -> Result<(), DecodeError> {
         out.clear();
-        let mut multiplexers = [None::<i128>; MAX_MULTIPLEXERS];
+        // The raw values of the multiplexers decoded so far; bit `slot` of `present` says which are.
+        let mut multiplexers = [0u64; MAX_MULTIPLEXERS];
+        let mut present = 0u32;
         let mut missing = 0usize;
         let mut first_missing = None;
         for &index in &self.decode_order {
             let signal = &self.signals[index];
             if let Some(condition) = &signal.multiplexed_by {
-                match multiplexers[condition.slot] {
-                    Some(value) if condition.contains(value) => {}
-                    _ => continue,
+                if present & (1 << condition.slot) == 0 || !condition.contains_raw(multiplexers[condition.slot]) {
+                    continue;
                 }
             }
             let Some(raw) = signal.raw(data) else {
@@ -499,7 +505,14 @@ impl Message {
             };
             let integer = raw.as_integer();
             if let Some(slot) = signal.mux_slot {
-                multiplexers[slot] = integer;
+                // A negative multiplexer value selects nothing: the ranges are unsigned.
+                match integer.and_then(|value| u64::try_from(value).ok()) {
+                    Some(value) => {
+                        multiplexers[slot] = value;
+                        present |= 1 << slot;
+                    }
+                    None => present &= !(1 << slot),
+                }
             }
             let label = match integer {
                 Some(raw) if !signal.labels.is_empty() => signal.label(raw),
