@@ -490,10 +490,10 @@ impl Message {
         let mut first_missing = None;
         for &index in &self.decode_order {
             let signal = &self.signals[index];
-            if let Some(condition) = &signal.multiplexed_by {
-                if present & (1 << condition.slot) == 0 || !condition.contains_raw(multiplexers[condition.slot]) {
-                    continue;
-                }
+            if let Some(condition) = &signal.multiplexed_by
+                && (present & (1 << condition.slot) == 0 || !condition.contains_raw(multiplexers[condition.slot]))
+            {
+                continue;
             }
             let Some(raw) = signal.raw(data) else {
                 // A signal beyond the declared length (warned about at load time) is not the frame's fault.
