@@ -14,7 +14,17 @@
 //! Other known statements (`EV_`, `SIG_GROUP_`, relations, ...) are skipped silently; unknown ones
 //! are warned about.
 //!
-//! Decoding agrees with cantools (the reference fixtures test it); see [`Message::decode`].
+//! Decoding agrees with cantools (the reference fixtures test it), with these choices:
+//! - physical values are [`Physical::Int`] where cantools gives ints (integer signal, whole factor
+//!   and offset), as an `i128` so that 64-bit signals keep every bit, else [`Physical::Float`];
+//! - a frame shorter than the message gives the signals that fit, with [`DecodeError::Truncated`]
+//!   when a signal within the declared length is missing (cantools refuses the whole frame);
+//! - a multiplexer value that selects nothing gives the other signals (cantools refuses the frame).
+//!
+//! Decoding does not allocate once the output buffer has grown: messages are found by binary search
+//! and each signal's byte span and shift are computed at load time (about 0.1 µs per frame).
+//! Encoding ([`Message::encode`]) checks names, labels, ranges and multiplexer values, and lists the
+//! signals it gave initial values to.
 //!
 //! ```
 //! let (db, warnings) = dbc::Database::parse(r#"
