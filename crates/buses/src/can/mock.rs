@@ -128,6 +128,12 @@ pub struct MockCanNode {
 impl MockCanNode {
     /// Sends a frame to every other node.
     pub fn send_now(&self, frame: &CanFrame) -> Result<(), CanError> {
+        self.send_at(frame, SystemTime::now())
+    }
+
+    /// Sends a frame that receivers see with reception time `at` (a replayed log keeps its
+    /// timestamps).
+    pub fn send_at(&self, frame: &CanFrame, at: SystemTime) -> Result<(), CanError> {
         match *self.state.borrow() {
             BusState::Down => return Err(CanError::Down(self.shared.name.clone())),
             BusState::BusOff => return Err(CanError::BusOff),
@@ -141,7 +147,7 @@ impl MockCanNode {
         }
         self.shared.frames_sent.fetch_add(1, Ordering::Relaxed);
         // No other node: the frame is simply unacknowledged, as on an empty bus.
-        let _ = self.shared.frames.send(Delivery { from: self.id, frame: *frame, at: SystemTime::now() });
+        let _ = self.shared.frames.send(Delivery { from: self.id, frame: *frame, at });
         Ok(())
     }
 
@@ -194,10 +200,11 @@ impl CanPort for MockCanNode {
             tokio::select! {
                 biased;
                 changed = self.state.changed() => {
-                    if changed.is_err() {
-                        return Err(CanError::Down(self.shared.name.clone()));
-                    }
-                    // Reported at the top of the loop.
+                    // `changed` marks the value seen: report it now.
+                    return match changed {
+                        Ok(()) => self.state_event(),
+                        Err(_) => Err(CanError::Down(self.shared.name.clone())),
+                    };
                 }
                 delivery = self.frames.recv() => match delivery {
                     Ok(delivery) => {
@@ -273,6 +280,15 @@ mod tests {
         bus.set_state(BusState::BusOff);
         assert_eq!(b.recv().await.unwrap(), CanEvent::State(BusState::BusOff));
         assert!(matches!(a.send(&frame(1)).await, Err(CanError::BusOff)));
+        // A change while a node is waiting wakes it.
+        let waiting = tokio::spawn(async move {
+            let event = b.recv().await.unwrap();
+            (b, event)
+        });
+        tokio::task::yield_now().await;
+        bus.set_state(BusState::ErrorPassive);
+        let (mut b, event) = waiting.await.unwrap();
+        assert_eq!(event, CanEvent::State(BusState::ErrorPassive));
         bus.set_state(BusState::ErrorActive);
         assert_eq!(b.recv().await.unwrap(), CanEvent::State(BusState::ErrorActive));
         a.send(&frame(1)).await.unwrap();

@@ -43,6 +43,8 @@ pub enum ReplayError {
 #[derive(Debug, Clone)]
 pub struct Recording {
     pub frames: Vec<(Duration, CanFrame)>,
+    /// The log's time of the first frame; receivers see each frame at its logged time.
+    pub start: SystemTime,
 }
 
 impl Recording {
@@ -56,7 +58,7 @@ impl Recording {
     /// Parses log text; `name` is used in errors.
     pub fn parse(text: &str, name: &str) -> Result<Recording, ReplayError> {
         let mut frames = Vec::new();
-        let mut first = None;
+        let mut first: Option<u64> = None;
         for line in candump::parse_log(text) {
             let (number, line) = line.map_err(|error| ReplayError::Parse {
                 path: name.to_owned(),
@@ -74,12 +76,14 @@ impl Recording {
             let start = *first.get_or_insert(line.timestamp_us);
             frames.push((Duration::from_micros(line.timestamp_us.saturating_sub(start)), frame));
         }
-        Ok(Recording { frames })
+        let start = UNIX_EPOCH + Duration::from_micros(first.unwrap_or(0));
+        Ok(Recording { frames, start })
     }
 }
 
-/// Sends the recording's frames from `node` at `speed`; returns how many were sent. A frame the
-/// bus refuses (bus-off, down) is skipped and counted as not sent, as a real node would lose it.
+/// Sends the recording's frames from `node` at `speed`, stamped with their logged times; returns
+/// how many were sent. A frame the bus refuses (bus-off, down) is skipped and counted as not
+/// sent, as a real node would lose it.
 pub async fn play(node: &MockCanNode, recording: &Recording, speed: Speed) -> usize {
     let start = tokio::time::Instant::now();
     let mut sent = 0;
@@ -89,7 +93,7 @@ pub async fn play(node: &MockCanNode, recording: &Recording, speed: Speed) -> us
             Speed::Scaled(factor) => tokio::time::sleep_until(start + offset.div_f64(factor)).await,
             Speed::Fast => tokio::task::yield_now().await,
         }
-        if node.send_now(frame).is_ok() {
+        if node.send_at(frame, recording.start + *offset).is_ok() {
             sent += 1;
         }
     }
