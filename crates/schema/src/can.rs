@@ -158,6 +158,10 @@ pub struct CanBusState {
     pub reopened: u64,
 }
 
+impl crate::payload::Payload for CanBusState {}
+impl crate::payload::Payload for CanMessage {}
+impl crate::payload::Payload for CanFrame {}
+
 /// One signal to write with [`write_message`].
 #[derive(Debug, Clone, Copy)]
 pub struct SignalOut<'a> {
