@@ -81,13 +81,6 @@ fn key(id: u32, extended: bool) -> u32 {
     id | (u32::from(extended) << 31)
 }
 
-/// The index of a decoded signal in its message's signal list.
-pub fn signal_index(message: &Message, decoded: &Decoded<'_>) -> usize {
-    let base = message.signals.as_ptr() as usize;
-    let at = decoded.signal as *const dbc::Signal as usize;
-    (at - base) / size_of::<dbc::Signal>()
-}
-
 /// A physical value as a float, for change detection.
 pub fn as_f64(physical: Physical) -> f64 {
     match physical {

@@ -374,7 +374,7 @@ impl Gateway {
             }
         }
         self.values.clear();
-        self.values.extend(decoded.iter().map(|d| (decoder::signal_index(definition, d), decoder::as_f64(d.physical))));
+        self.values.extend(decoded.iter().map(|d| (d.index, decoder::as_f64(d.physical))));
         let decision = if deferred { Decision::Publish } else { bus.trackers[message].decide(now, &self.values) };
         match decision {
             Decision::Publish => {
