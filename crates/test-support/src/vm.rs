@@ -311,7 +311,9 @@ impl Vm {
              cd /root\n",
         );
         writeln!(script, "echo {BOOTED}")?;
-        script.push_str("setup() {\n  set -e\n");
+        // Each step runs only if the ones before it succeeded (`set -e` would be ignored in
+        // the `if` that tests the setup).
+        let mut steps = vec!["true".to_owned()];
         for name in load {
             if !loaded.insert(name.clone()) {
                 continue;
@@ -322,20 +324,20 @@ impl Vm {
             } else {
                 String::new()
             };
-            writeln!(script, "  insmod /modules/{name}.ko{parameters}")?;
+            steps.push(format!("insmod /modules/{name}.ko{parameters}"));
         }
         if !setup.vcan.is_empty() && self.ip.is_none() {
             bail!("vcan interfaces need iproute2's ip, which is not installed");
         }
         for interface in setup.vcan {
             let interface = quote(interface);
-            writeln!(script, "  ip link add dev {interface} type vcan")?;
+            steps.push(format!("ip link add dev {interface} type vcan"));
             if setup.vcan_fd {
-                writeln!(script, "  ip link set {interface} mtu 72")?;
+                steps.push(format!("ip link set {interface} mtu 72"));
             }
-            writeln!(script, "  ip link set {interface} up")?;
+            steps.push(format!("ip link set {interface} up"));
         }
-        script.push_str("}\n");
+        writeln!(script, "setup() {{\n  {}\n}}", steps.join(" &&\n  "))?;
         for name in ["RUST_LOG", "RUST_BACKTRACE"] {
             if let Ok(value) = std::env::var(name) {
                 writeln!(script, "export {name}={}", quote(&value))?;
@@ -345,7 +347,7 @@ impl Vm {
         for (name, value) in setup.env {
             writeln!(script, "export {name}={}", quote(value))?;
         }
-        writeln!(script, "if (setup); then\n  sh -c {}\n  status=$?\nelse\n  echo setup failed\nfi", quote(command))?;
+        writeln!(script, "if setup; then\n  sh -c {}\n  status=$?\nelse\n  echo setup failed\nfi", quote(command))?;
         // The status goes out on a line of its own after everything else the payload printed.
         writeln!(script, "echo\necho \"{EXIT}${{status:-setup}}\"\npoweroff -f")?;
         Ok(script)
