@@ -471,7 +471,12 @@ pub fn run_self_test(name: &str, setup: &VmSetup<'_>, body: impl FnOnce()) {
     // libtest's summary: anything else means the name matched no test, or more than one.
     let ran_once = output.output.contains("test result: ok. 1 passed;");
     assert!(
-        output.success() && ran_once,
+        !output.success() || ran_once,
+        "{name}: no test of that exact name ran in the VM; pass the test's path as libtest prints it:\n{}",
+        output.output
+    );
+    assert!(
+        output.success(),
         "{name} failed in the VM (kernel {}, exit status {:?}, after {:?}):\n{}",
         vm.release(),
         output.status,
