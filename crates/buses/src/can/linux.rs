@@ -52,6 +52,8 @@ impl LinuxCan {
             socket.set_filters(&kernel).map_err(open_error)?;
         }
         socket.set_error_filter_accept_all().map_err(open_error)?;
+        // Reception times come from the kernel (SO_TIMESTAMPNS), as candump's do.
+        socket.set_recv_timestamp(true).map_err(open_error)?;
         Ok(LinuxCan { interface: interface.to_owned(), socket, fd, pending: VecDeque::new() })
     }
 
