@@ -237,7 +237,7 @@ pub(crate) fn validate(
     };
     let bitrate = bitrate_in(&fields.bitrate, "bitrate", 1_000_000)?;
     let fd = fields.fd.unwrap_or(false);
-    let data_bitrate = bitrate_in(&fields.data_bitrate, "data_bitrate", 12_000_000)?;
+    let data_bitrate = bitrate_in(&fields.data_bitrate, "data_bitrate", 8_000_000)?;
     if let (false, Some(v)) = (fd, &fields.data_bitrate) {
         return Err(error(v.span(), field("data_bitrate"), "a data bitrate needs fd = true".into()));
     }

@@ -31,6 +31,11 @@ async fn next_frame(port: &mut LinuxCan) -> (CanFrame, SystemTime) {
 #[test]
 fn socketcan_frames_filters_timestamps_and_a_vanishing_interface() {
     on_vcan("socketcan_frames_filters_timestamps_and_a_vanishing_interface", || async {
+        // vcan has no bit timing: the board's bitrates leave it alone.
+        let bitrates = buses::can::Bitrates { bitrate: 500_000, data_bitrate: Some(2_000_000) };
+        assert!(!buses::can::linux::configure("vcan0", bitrates).unwrap());
+        assert!(buses::can::linux::configure("nosuch0", bitrates).unwrap_err().to_string().contains("nosuch0"));
+
         let mut all = LinuxCan::open("vcan0", true, &[]).unwrap();
         let mut filtered = LinuxCan::open("vcan0", true, &[CanFilter::exact(0x200, false)]).unwrap();
         let mut sender = LinuxCan::open("vcan0", true, &[]).unwrap();

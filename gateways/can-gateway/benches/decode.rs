@@ -18,8 +18,13 @@ fn frames() -> Vec<CanFrame> {
         // VehicleMotion: a value-table label.
         CanFrame::classic(0x101, false, &[0x12, 0x34, 0x10, 0x00, 0x03, 0x20, 0x03, 0x00]).unwrap(),
         // Diagnostics: 64-byte FD, multiplexed, float signals.
-        CanFrame::fd(0x300, false, true, &[[1u8, 0x40, 0x41, 0, 0, 0x00, 0x00, 0x60, 0x41].as_slice(), &[0; 55]].concat())
-            .unwrap(),
+        CanFrame::fd(
+            0x300,
+            false,
+            true,
+            &[[1u8, 0x40, 0x41, 0, 0, 0x00, 0x00, 0x60, 0x41].as_slice(), &[0; 55]].concat(),
+        )
+        .unwrap(),
     ]
 }
 

@@ -186,11 +186,15 @@ async fn main() {
     // Warm up: connections made, topics known to the broker.
     let _ = run(&bus, base, &mut received, broker.process.id(), 2_000, 1, None).await;
 
-    println!("| bus | offered | received by the subscriber | lost | p50 latency | p99 latency | gateway CPU | broker CPU |");
+    println!(
+        "| bus | offered | received by the subscriber | lost | p50 latency | p99 latency | gateway CPU | broker CPU |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     let every = "every frame published";
     let limited_policy = "at most 10 messages/s per identifier (min_interval_ms = 100)";
-    for (policy, rate, seconds) in [(every, 9_000, 10), (limited_policy, 9_000, 10), (every, 50_000, 5), (every, 80_000, 3)] {
+    for (policy, rate, seconds) in
+        [(every, 9_000, 10), (limited_policy, 9_000, 10), (every, 50_000, 5), (every, 80_000, 3)]
+    {
         let (source, expected) = if policy == every {
             (&bus, None)
         } else {

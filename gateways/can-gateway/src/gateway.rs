@@ -680,7 +680,7 @@ impl Gateway {
             }
             Err(error) => {
                 let kind = match error {
-                    CanError::BusOff | CanError::Io(_) => ErrorKind::BusError,
+                    CanError::BusOff | CanError::Io(_) | CanError::Configure { .. } => ErrorKind::BusError,
                     CanError::NoBufferSpace => ErrorKind::Unavailable,
                     CanError::Down(_) | CanError::Open { .. } => ErrorKind::DeviceOffline,
                     CanError::FdNotEnabled => ErrorKind::NotAllowed,

@@ -66,7 +66,8 @@ pub fn plan(board: &Board) -> anyhow::Result<Plan> {
             let mock = MockCanBus::new(&can.interface, can.fd);
             (port::Opener::Mock { bus: mock.clone(), filters }, Some(mock))
         } else {
-            (port::Opener::Linux { interface: can.interface.clone(), fd: can.fd, filters }, None)
+            let bitrates = can.bitrate.map(|bitrate| buses::can::Bitrates { bitrate, data_bitrate: can.data_bitrate });
+            (port::Opener::Linux { interface: can.interface.clone(), fd: can.fd, filters, bitrates }, None)
         };
         buses.push(BusPlan { name: bus.name.clone(), can, decoder, opener, mock });
     }

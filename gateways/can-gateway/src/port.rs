@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use buses::can::{CanError, CanEvent, CanFilter, CanFrame, CanPort, LinuxCan, MockCanBus, MockCanNode};
+use buses::can::{Bitrates, CanError, CanEvent, CanFilter, CanFrame, CanPort, LinuxCan, MockCanBus, MockCanNode};
 use runtime::backoff::Backoff;
 use tokio::sync::mpsc;
 
 /// How to (re)open an interface.
 #[derive(Debug, Clone)]
 pub enum Opener {
-    Linux { interface: String, fd: bool, filters: Vec<CanFilter> },
+    Linux { interface: String, fd: bool, filters: Vec<CanFilter>, bitrates: Option<Bitrates> },
     Mock { bus: MockCanBus, filters: Vec<CanFilter> },
 }
 
@@ -25,7 +25,7 @@ enum Port {
 impl Opener {
     fn open(&self) -> Result<Port, CanError> {
         match self {
-            Opener::Linux { interface, fd, filters } => LinuxCan::open(interface, *fd, filters).map(Port::Linux),
+            Opener::Linux { interface, fd, filters, .. } => LinuxCan::open(interface, *fd, filters).map(Port::Linux),
             Opener::Mock { bus, filters } => bus.open(filters).map(Port::Mock),
         }
     }
@@ -76,7 +76,20 @@ pub async fn run<T: Send + 'static>(
     max: Duration,
 ) {
     let mut backoff = Backoff::new(min, max);
+    let mut configure_warned = false;
     loop {
+        if let Opener::Linux { interface, bitrates: Some(bitrates), .. } = &opener {
+            match buses::can::linux::configure(interface, *bitrates) {
+                Ok(true) => tracing::info!(interface, ?bitrates, "bitrates set"),
+                Ok(false) => {}
+                // Not fatal: the interface may be configured by the system (ip link, networkd).
+                Err(error) if !configure_warned => {
+                    tracing::warn!(%error, "running with the interface's own bitrates");
+                    configure_warned = true;
+                }
+                Err(_) => {}
+            }
+        }
         let error = match opener.open() {
             Ok(mut port) => {
                 if events.send((index, PortEvent::Opened)).await.is_err() {

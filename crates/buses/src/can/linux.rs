@@ -35,6 +35,40 @@ impl std::fmt::Debug for LinuxCan {
     }
 }
 
+/// The bit timing a board asks of an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bitrates {
+    pub bitrate: u32,
+    /// FD data phase; `None` for classic CAN.
+    pub data_bitrate: Option<u32>,
+}
+
+/// Sets the interface's bitrates over netlink when they differ from what it runs at (taking it
+/// down and up again); returns whether it changed anything. Needs `CAP_NET_ADMIN`; virtual
+/// interfaces (vcan) have no bit timing and are left alone.
+pub fn configure(interface: &str, wanted: Bitrates) -> Result<bool, CanError> {
+    use socketcan::{CanCtrlMode, CanInterface};
+    let failed = |what: &str, error: socketcan::Error| CanError::Configure {
+        interface: interface.to_owned(),
+        message: format!("{what}: {error}"),
+    };
+    let iface = CanInterface::open(interface).map_err(|e| failed("opening over netlink", e))?;
+    let current = iface.bit_rate().map_err(|e| failed("reading the bitrate", e))?;
+    let Some(current) = current else { return Ok(false) };
+    let current_data = iface.data_bit_timing().ok().flatten().map(|t| t.bitrate).filter(|&b| b > 0);
+    if current == wanted.bitrate && (wanted.data_bitrate.is_none() || current_data == wanted.data_bitrate) {
+        return Ok(false);
+    }
+    iface.bring_down().map_err(|e| failed("taking the interface down", e))?;
+    iface.set_bitrate(wanted.bitrate, None).map_err(|e| failed("setting the bitrate", e))?;
+    if let Some(data) = wanted.data_bitrate {
+        iface.set_ctrlmode(CanCtrlMode::Fd, true).map_err(|e| failed("enabling FD", e))?;
+        iface.set_data_bitrate(data, None).map_err(|e| failed("setting the data bitrate", e))?;
+    }
+    iface.bring_up().map_err(|e| failed("bringing the interface up", e))?;
+    Ok(true)
+}
+
 impl LinuxCan {
     /// Opens `interface`; only frames passing `filters` are received (all when empty).
     /// Must be called inside a tokio runtime.

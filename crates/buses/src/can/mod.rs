@@ -13,7 +13,7 @@ pub mod linux;
 pub mod mock;
 pub mod replay;
 
-pub use linux::LinuxCan;
+pub use linux::{Bitrates, LinuxCan};
 pub use mock::{MockCanBus, MockCanNode};
 
 /// The largest 11-bit identifier.
@@ -265,6 +265,8 @@ pub enum CanError {
     FdNotEnabled,
     #[error("CAN I/O error: {0}")]
     Io(std::io::Error),
+    #[error("cannot configure CAN interface {interface:?}: {message}")]
+    Configure { interface: String, message: String },
 }
 
 impl embedded_can::Error for CanError {
