@@ -5,6 +5,8 @@
 //!
 //! Run with `cargo bench -p can-gateway --bench pipeline` (or `cargo xtask bench`).
 
+#![allow(clippy::unwrap_used, reason = "a benchmark fails loudly")]
+
 use std::time::{Duration, Instant};
 
 use buses::can::{CanFrame, MockCanBus};
