@@ -304,5 +304,5 @@ fn can_settings_are_checked() {
     let i2c = MINIMAL.replace("mock = true", "mock = true\ndbc = [\"a.dbc\"]");
     check_error(&i2c, 10, "bus[0].dbc", "CAN setting");
     let device = format!("{bus}mock = true\n[[device]]\nname = \"x\"\nbus = \"can0\"\ndriver = \"bme280\"\n");
-    check_error(&device, 11, "device[0].bus", "DBC files");
+    check_error(&device, 10, "device[0].bus", "DBC files");
 }
