@@ -59,6 +59,11 @@ fn socketcan_frames_filters_timestamps_and_a_vanishing_interface() {
         let mut classic_only = LinuxCan::open("vcan0", false, &[]).unwrap();
         assert!(matches!(classic_only.send(&fd).await, Err(CanError::FdNotEnabled)));
 
+        // Down: the kernel only flags an error on the socket; a waiting reader must see it.
+        vm::guest_command(&["ip", "link", "set", "vcan0", "down"]);
+        assert!(matches!(all.recv().await, Err(CanError::Down(_))), "an interface going down is reported");
+        vm::guest_command(&["ip", "link", "set", "vcan0", "up"]);
+        let mut all = LinuxCan::open("vcan0", true, &[]).unwrap();
         vm::guest_command(&["ip", "link", "del", "vcan0"]);
         assert!(matches!(all.recv().await, Err(CanError::Down(_))), "a removed interface is down");
         assert!(matches!(LinuxCan::open("vcan0", true, &[]), Err(CanError::Down(_) | CanError::Open { .. })));

@@ -14,16 +14,24 @@ use std::io;
 
 use socketcan::errors::{ControllerProblems, ErrorCause};
 use socketcan::id::FdFlags;
-use socketcan::{CanAnyFrame, CanDataFrame, CanFdFrame, CanRemoteFrame, EmbeddedFrame, Frame as _, SocketOptions};
+use socketcan::{
+    CanAnyFrame, CanDataFrame, CanFdFrame, CanRemoteFrame, EmbeddedFrame, Frame as _, Socket, SocketOptions,
+};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 use super::{BusState, CanError, CanEvent, CanFilter, CanFrame, CanPort};
 
 const CAN_EFF_FLAG: u32 = 0x8000_0000;
 
 /// An open SocketCAN interface, e.g. `can0`.
+///
+/// The socket is registered with tokio for readability *and* errors: when the interface goes
+/// down the kernel only flags an error on the socket (ENETDOWN), which a reader waiting for
+/// readability alone never sees (socketcan's own tokio socket waits like that).
 pub struct LinuxCan {
     interface: String,
-    socket: socketcan::tokio::CanFdSocket,
+    socket: AsyncFd<socketcan::CanFdSocket>,
     fd: bool,
     /// Events decoded from one error frame that have not been returned yet.
     pending: VecDeque<CanEvent>,
@@ -80,7 +88,8 @@ impl LinuxCan {
                 CanError::Open { interface: interface.to_owned(), source }
             }
         };
-        let socket = socketcan::tokio::CanFdSocket::open(interface).map_err(open_error)?;
+        let socket = socketcan::CanFdSocket::open(interface).map_err(open_error)?;
+        socket.set_nonblocking(true).map_err(open_error)?;
         if !filters.is_empty() {
             let kernel: Vec<socketcan::CanFilter> = filters.iter().map(kernel_filter).collect();
             socket.set_filters(&kernel).map_err(open_error)?;
@@ -88,6 +97,11 @@ impl LinuxCan {
         socket.set_error_filter_accept_all().map_err(open_error)?;
         // Reception times come from the kernel (SO_TIMESTAMPNS), as candump's do.
         socket.set_recv_timestamp(true).map_err(open_error)?;
+        // Deprecated in tokio 1.54 because an arbitrary `AsRawFd` might hand out a file
+        // descriptor it does not own; the socket owns its descriptor for its whole life, and the
+        // sound replacement is an `unsafe fn`, which this workspace does not allow.
+        #[allow(deprecated)]
+        let socket = AsyncFd::with_interest(socket, Interest::READABLE | Interest::ERROR).map_err(open_error)?;
         Ok(LinuxCan { interface: interface.to_owned(), socket, fd, pending: VecDeque::new() })
     }
 
@@ -164,7 +178,18 @@ impl CanPort for LinuxCan {
             if let Some(event) = self.pending.pop_front() {
                 return Ok(event);
             }
-            let (frame, at) = match self.socket.read_frame_with_timestamp().await {
+            let read = loop {
+                let mut ready = match self.socket.ready(Interest::READABLE | Interest::ERROR).await {
+                    Ok(ready) => ready,
+                    Err(error) => return Err(self.io_error(error)),
+                };
+                // An error flagged on the socket (interface down) is what the read returns.
+                match ready.try_io(|socket| socket.get_ref().read_frame_with_timestamp()) {
+                    Ok(read) => break read,
+                    Err(_would_block) => continue,
+                }
+            };
+            let (frame, at) = match read {
                 Ok(read) => read,
                 Err(error) => return Err(self.io_error(error)),
             };
@@ -189,7 +214,7 @@ impl CanPort for LinuxCan {
             CanDataFrame::new(id, frame.data()).map(Into::into)
         }
         .ok_or_else(|| CanError::Io(io::Error::other("frame rejected by socketcan")))?;
-        match self.socket.try_write_frame(&frame) {
+        match self.socket.get_ref().write_frame(&frame) {
             Ok(()) => Ok(()),
             // ENOBUFS 105: the interface's transmit queue is full.
             Err(error) if error.kind() == io::ErrorKind::WouldBlock || error.raw_os_error() == Some(105) => {

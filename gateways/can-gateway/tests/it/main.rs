@@ -10,6 +10,8 @@ mod faults;
 mod offline;
 mod pipeline;
 mod plan;
+mod record;
+mod vm;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -71,12 +73,16 @@ impl Gateway {
     }
 
     pub fn start_board(text: &str) -> Gateway {
+        Gateway::start_with(text, can_gateway::Options::default())
+    }
+
+    pub fn start_with(text: &str, options: can_gateway::Options) -> Gateway {
         let board = board::Board::parse(text, Path::new(BOARD_PATH)).unwrap();
         let mut plan = can_gateway::plan(&board).unwrap();
         plan.settings.health_interval = Duration::from_millis(100);
         let bus = plan.mock("can0").unwrap();
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(can_gateway::run(plan, can_gateway::Options::default(), async {
+        let task = tokio::spawn(can_gateway::run(plan, options, async {
             let _ = stopped.await;
         }));
         Gateway { bus, stop: Some(stop), task }
