@@ -62,10 +62,51 @@ fn socketcan_frames_filters_timestamps_and_a_vanishing_interface() {
         // Down: the kernel only flags an error on the socket; a waiting reader must see it.
         vm::guest_command(&["ip", "link", "set", "vcan0", "down"]);
         assert!(matches!(all.recv().await, Err(CanError::Down(_))), "an interface going down is reported");
+        // An interface that is down cannot be opened.
+        assert!(matches!(LinuxCan::open("vcan0", true, &[]), Err(CanError::Down(_))));
         vm::guest_command(&["ip", "link", "set", "vcan0", "up"]);
         let mut all = LinuxCan::open("vcan0", true, &[]).unwrap();
         vm::guest_command(&["ip", "link", "del", "vcan0"]);
         assert!(matches!(all.recv().await, Err(CanError::Down(_))), "a removed interface is down");
         assert!(matches!(LinuxCan::open("vcan0", true, &[]), Err(CanError::Down(_) | CanError::Open { .. })));
+    });
+}
+
+#[test]
+fn socketcan_counts_frames_the_kernel_dropped_for_a_slow_reader() {
+    on_vcan("socketcan_counts_frames_the_kernel_dropped_for_a_slow_reader", || async {
+        let mut slow = LinuxCan::open("vcan0", false, &[]).unwrap();
+        let mut sender = LinuxCan::open("vcan0", false, &[]).unwrap();
+        const SENT: u32 = 5_000;
+        for i in 0..SENT {
+            let frame = CanFrame::classic(0x100, false, &i.to_le_bytes()).unwrap();
+            // The sender's own queue may fill up: wait a moment and go on.
+            while let Err(CanError::NoBufferSpace) = sender.send(&frame).await {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        // Nothing read meanwhile: the receive queue overflowed and the kernel counted the drops.
+        // The count arrives with the next frame queued, so a marker frame follows once the
+        // queue has been read empty.
+        let (mut received, mut lost) = (0u64, 0u64);
+        let count = |event: CanEvent, received: &mut u64, lost: &mut u64| match event {
+            CanEvent::Frame { frame, .. } => *received += u64::from(frame.id() == 0x100),
+            CanEvent::Overflow { lost: n } => *lost += n,
+            other => panic!("unexpected {other:?}"),
+        };
+        while let Ok(event) = tokio::time::timeout(Duration::from_millis(500), slow.recv()).await {
+            count(event.unwrap(), &mut received, &mut lost);
+        }
+        sender.send(&CanFrame::classic(0x101, false, &[]).unwrap()).await.unwrap();
+        loop {
+            let event = slow.recv().await.unwrap();
+            let marker = matches!(&event, CanEvent::Frame { frame, .. } if frame.id() == 0x101);
+            count(event, &mut received, &mut lost);
+            if marker {
+                break;
+            }
+        }
+        assert!(lost > 0, "received {received}, lost {lost}");
+        assert_eq!(received + lost, u64::from(SENT));
     });
 }

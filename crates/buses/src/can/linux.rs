@@ -5,18 +5,22 @@
 //! configured identifiers, and error frames are enabled and decoded into bus state changes
 //! (error-warning, error-passive, bus-off, restarted), controller overflows and bus errors.
 //!
-//! Not covered: the socket receive queue's own overflow counter (`SO_RXQ_OVFL`) arrives as
-//! ancillary data of `recvmsg`, which the socketcan crate does not expose; overflows that the
-//! controller reports in error frames are counted.
+//! Frames are read with `recvmsg` (through nix) rather than socketcan's reader, to get the
+//! ancillary data with them: the kernel's reception time (`SO_TIMESTAMPNS`) and the socket's
+//! drop counter (`SO_RXQ_OVFL`), which says how many frames the kernel dropped because this
+//! socket's receive queue was full. Overflows the controller reports in error frames are
+//! counted too.
 
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::libc;
 
 use socketcan::errors::{ControllerProblems, ErrorCause};
 use socketcan::id::FdFlags;
-use socketcan::{
-    CanAnyFrame, CanDataFrame, CanFdFrame, CanRemoteFrame, EmbeddedFrame, Frame as _, Socket, SocketOptions,
-};
+use socketcan::{CanAnyFrame, CanDataFrame, CanFdFrame, CanRemoteFrame, EmbeddedFrame, Socket, SocketOptions};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
@@ -35,6 +39,8 @@ pub struct LinuxCan {
     fd: bool,
     /// Events decoded from one error frame that have not been returned yet.
     pending: VecDeque<CanEvent>,
+    /// The socket's drop counter at the last read.
+    dropped: u32,
 }
 
 impl std::fmt::Debug for LinuxCan {
@@ -97,12 +103,20 @@ impl LinuxCan {
         socket.set_error_filter_accept_all().map_err(open_error)?;
         // Reception times come from the kernel (SO_TIMESTAMPNS), as candump's do.
         socket.set_recv_timestamp(true).map_err(open_error)?;
+        socket.set_socket_option_int(libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1).map_err(open_error)?;
+        // Binding to an interface that is down succeeds but flags ENETDOWN on the socket: the
+        // interface is not usable yet.
+        let pending = nix::sys::socket::getsockopt(&socket, nix::sys::socket::sockopt::SocketError)
+            .map_err(|errno| open_error(io::Error::from(errno)))?;
+        if pending != 0 {
+            return Err(open_error(io::Error::from_raw_os_error(pending)));
+        }
         // Deprecated in tokio 1.54 because an arbitrary `AsRawFd` might hand out a file
         // descriptor it does not own; the socket owns its descriptor for its whole life, and the
         // sound replacement is an `unsafe fn`, which this workspace does not allow.
         #[allow(deprecated)]
         let socket = AsyncFd::with_interest(socket, Interest::READABLE | Interest::ERROR).map_err(open_error)?;
-        Ok(LinuxCan { interface: interface.to_owned(), socket, fd, pending: VecDeque::new() })
+        Ok(LinuxCan { interface: interface.to_owned(), socket, fd, pending: VecDeque::new(), dropped: 0 })
     }
 
     fn io_error(&self, error: io::Error) -> CanError {
@@ -130,15 +144,67 @@ fn embedded_id(frame: &CanFrame) -> Option<embedded_can::Id> {
     }
 }
 
-fn from_socketcan(frame: CanAnyFrame) -> Result<CanFrame, Vec<CanEvent>> {
-    let built = match frame {
-        CanAnyFrame::Normal(f) => CanFrame::classic(f.raw_id(), f.is_extended(), f.data()),
-        CanAnyFrame::Remote(f) => CanFrame::remote(f.raw_id(), f.is_extended(), f.dlc() as u8),
-        CanAnyFrame::Fd(f) => CanFrame::fd(f.raw_id(), f.is_extended(), f.is_brs(), f.data()).map(|mut built| {
-            built.set_esi(f.is_esi());
-            built
-        }),
-        CanAnyFrame::Error(f) => return Err(error_events(&f.into_error())),
+const CAN_EFF_MASK: u32 = 0x1FFF_FFFF;
+const CAN_SFF_MASK: u32 = 0x7FF;
+const CAN_ERR_FLAG: u32 = 0x2000_0000;
+const CAN_RTR_FLAG: u32 = 0x4000_0000;
+/// `sizeof(struct canfd_frame)`: a read of this size is an FD frame, of 16 a classic one.
+const CANFD_MTU: usize = 72;
+const CANFD_BRS: u8 = 0x01;
+const CANFD_ESI: u8 = 0x02;
+
+/// One read from the socket: the bytes of a `can_frame` or `canfd_frame` and the ancillary data.
+struct Read {
+    bytes: [u8; CANFD_MTU],
+    len: usize,
+    at: Option<SystemTime>,
+    dropped: Option<u32>,
+}
+
+fn read(fd: std::os::fd::RawFd) -> io::Result<Read> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut bytes = [0u8; CANFD_MTU];
+    let mut iov = [io::IoSliceMut::new(&mut bytes)];
+    let mut control = nix::cmsg_space!(nix::sys::time::TimeSpec, u32);
+    let message = recvmsg::<()>(fd, &mut iov, Some(&mut control), MsgFlags::empty()).map_err(io::Error::from)?;
+    let len = message.bytes;
+    let (mut at, mut dropped) = (None, None);
+    for control in message.cmsgs().map_err(io::Error::from)? {
+        match control {
+            ControlMessageOwned::ScmTimestampns(time) => {
+                let since_epoch = Duration::new(time.tv_sec().max(0) as u64, time.tv_nsec().max(0) as u32);
+                at = Some(UNIX_EPOCH + since_epoch);
+            }
+            ControlMessageOwned::RxqOvfl(count) => dropped = Some(count),
+            _ => {}
+        }
+    }
+    Ok(Read { bytes, len, at, dropped })
+}
+
+/// Decodes the bytes of a `can_frame` (16 bytes) or `canfd_frame` (72): a frame, or the events
+/// of an error frame.
+fn decode(bytes: &[u8; CANFD_MTU], len: usize) -> Result<CanFrame, Vec<CanEvent>> {
+    let can_id = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let length = usize::from(bytes[4]);
+    if can_id & CAN_ERR_FLAG != 0 {
+        return match socketcan::CanErrorFrame::new_error(can_id, &bytes[8..16]) {
+            Ok(frame) => Err(error_events(&frame.into_error())),
+            Err(error) => Err(vec![CanEvent::BusError(format!("unreadable error frame: {error}"))]),
+        };
+    }
+    let extended = can_id & CAN_EFF_FLAG != 0;
+    let id = can_id & if extended { CAN_EFF_MASK } else { CAN_SFF_MASK };
+    let built = if len == CANFD_MTU {
+        let flags = bytes[5];
+        CanFrame::fd(id, extended, flags & CANFD_BRS != 0, &bytes[8..8 + length.min(64)]).map(|mut frame| {
+            frame.set_esi(flags & CANFD_ESI != 0);
+            frame
+        })
+    } else if can_id & CAN_RTR_FLAG != 0 {
+        CanFrame::remote(id, extended, length.min(8) as u8)
+    } else {
+        CanFrame::classic(id, extended, &bytes[8..8 + length.min(8)])
     };
     // The kernel only hands out well-formed frames.
     built.map_err(|error| vec![CanEvent::BusError(format!("malformed frame from the kernel: {error}"))])
@@ -178,23 +244,37 @@ impl CanPort for LinuxCan {
             if let Some(event) = self.pending.pop_front() {
                 return Ok(event);
             }
-            let read = loop {
+            let result = loop {
                 let mut ready = match self.socket.ready(Interest::READABLE | Interest::ERROR).await {
                     Ok(ready) => ready,
                     Err(error) => return Err(self.io_error(error)),
                 };
                 // An error flagged on the socket (interface down) is what the read returns.
-                match ready.try_io(|socket| socket.get_ref().read_frame_with_timestamp()) {
-                    Ok(read) => break read,
+                match ready.try_io(|socket| read(socket.get_ref().as_raw_fd())) {
+                    Ok(result) => break result,
                     Err(_would_block) => continue,
                 }
             };
-            let (frame, at) = match read {
+            let read = match result {
                 Ok(read) => read,
                 Err(error) => return Err(self.io_error(error)),
             };
-            match from_socketcan(frame) {
-                Ok(frame) => return Ok(CanEvent::Frame { frame, at }),
+            if let Some(dropped) = read.dropped
+                && dropped != self.dropped
+            {
+                let lost = dropped.wrapping_sub(self.dropped);
+                self.dropped = dropped;
+                self.pending.push_back(CanEvent::Overflow { lost: u64::from(lost) });
+            }
+            match decode(&read.bytes, read.len) {
+                Ok(frame) => {
+                    let event = CanEvent::Frame { frame, at: read.at.unwrap_or_else(SystemTime::now) };
+                    // A loss is reported before the frame that follows it.
+                    if self.pending.is_empty() {
+                        return Ok(event);
+                    }
+                    self.pending.push_back(event);
+                }
                 Err(events) => self.pending.extend(events),
             }
         }
@@ -244,6 +324,30 @@ mod tests {
         assert_eq!(error_events(&restarted), vec![CanEvent::State(BusState::ErrorActive)]);
         let noack = socketcan::errors::CanError::new(ErrorCause::NoAck);
         assert!(matches!(&error_events(&noack)[..], [CanEvent::BusError(_)]));
+    }
+
+    fn raw(can_id: u32, len: u8, flags: u8, data: &[u8]) -> [u8; CANFD_MTU] {
+        let mut bytes = [0u8; CANFD_MTU];
+        bytes[..4].copy_from_slice(&can_id.to_ne_bytes());
+        bytes[4] = len;
+        bytes[5] = flags;
+        bytes[8..8 + data.len()].copy_from_slice(data);
+        bytes
+    }
+
+    #[test]
+    fn kernel_frames_decode() {
+        let classic = decode(&raw(0x123, 2, 0, &[1, 2]), 16).unwrap();
+        assert_eq!(classic, CanFrame::classic(0x123, false, &[1, 2]).unwrap());
+        let extended = decode(&raw(0x1234_5678 | CAN_EFF_FLAG, 0, 0, &[]), 16).unwrap();
+        assert_eq!(extended, CanFrame::classic(0x1234_5678, true, &[]).unwrap());
+        let remote = decode(&raw(0x7FF | CAN_RTR_FLAG, 3, 0, &[]), 16).unwrap();
+        assert_eq!(remote, CanFrame::remote(0x7FF, false, 3).unwrap());
+        let fd = decode(&raw(0x10, 12, CANFD_BRS | CANFD_ESI, &[9; 12]), CANFD_MTU).unwrap();
+        assert!(fd.is_fd() && fd.brs() && fd.esi() && fd.data() == [9; 12]);
+        // An error frame: controller problem byte 1 = RX passive (0x10).
+        let error = decode(&raw(CAN_ERR_FLAG | 0x04, 8, 0, &[0, 0x10, 0, 0, 0, 0, 0, 0]), 16).unwrap_err();
+        assert_eq!(error, vec![CanEvent::State(BusState::ErrorPassive)]);
     }
 
     #[test]
