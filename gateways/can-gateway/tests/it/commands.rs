@@ -110,6 +110,8 @@ async fn raw_sends_need_permission_in_the_board_file() {
     client.subscribe("busgate/test/#").await;
     let text = board_text(broker.address(), "").replace("raw_send = true", "raw_send = false");
     let gateway = Gateway::start_board(&text);
+    // Online means subscribed: the gateway subscribes before it publishes.
+    client.wait_for(|m| m.topic == topic("bus", "availability") && json(m)["state"] == "online").await;
     let reply =
         command(&mut client, "bus", "r", r#"{"v":1,"id":"$ID","action":"send_raw","args":{"id":1,"data":"00"}}"#).await;
     assert_eq!(reply["error"]["kind"], "not_allowed");
