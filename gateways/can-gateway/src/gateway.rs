@@ -500,6 +500,18 @@ impl Gateway {
             (DeviceLeaf::Set, schema::can::BUS_DEVICE) => self.send_raw(index, &command, &reply_topic),
             (DeviceLeaf::Sim, schema::can::BUS_DEVICE) => self.sim_command(index, &command, &reply_topic),
             (DeviceLeaf::Set, message) => self.send_message(index, message, &command, &reply_topic),
+            (DeviceLeaf::Sim, _) => Err(CommandError {
+                kind: ErrorKind::InvalidCommand,
+                message: format!(
+                    "simulation controls are on the bus's own topic, {}",
+                    self.buses[index].bus_topics.sim()
+                ),
+                field: None,
+                expected: None,
+                got: None,
+                id: command.id.clone(),
+                action: Some(command.action.clone()),
+            }),
             _ => return,
         };
         if let Err(error) = result {

@@ -93,6 +93,12 @@ async fn bad_commands_get_clear_errors_and_the_gateway_keeps_running() {
         let message = reply["error"]["message"].as_str().unwrap();
         assert!(message.contains(words), "{body}: {message:?} should say {words:?}");
     }
+    // Simulation controls belong to the bus, not to a message.
+    let reply = client
+        .command(&topic("Engine", "sim"), &topic("Engine", "reply"), "sim", r#"{"v":1,"id":"$ID","action":"bus_off"}"#)
+        .await;
+    assert_eq!(reply["error"]["kind"], "invalid_command");
+    assert!(reply["error"]["message"].as_str().unwrap().ends_with("busgate/test/can/can0/bus/sim"), "{reply}");
     // Not JSON at all: refused without an id.
     client.publish(&topic("Command", "set"), "not json").await;
     let reply = client.wait_for(|m| m.topic == topic("Command", "reply") && json(m)["id"].is_null()).await;
