@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use device::Description;
 use schema::payload::{Payload, measurements};
 use schema::topic::DeviceTopics;
-use schema::{Availability, Command, CommandError, ErrorKind, Health, Online, Reading, Reply, ReplyError, Version};
+use schema::{Availability, Command, CommandError, ErrorKind, Online, Reading, Reply, ReplyError, Version};
 use tokio::sync::mpsc;
 
 use crate::bus::{BusEvent, BusWorker, CommandFailure, DeviceId, Hosted, Job, RetryPolicy, SimControl};
-use crate::link::Link;
+use crate::link::{HealthFigures, Link};
 
 /// What a gateway needs to know besides its devices; usually built with [`Settings::from_board`].
 #[derive(Debug, Clone)]
@@ -323,7 +323,7 @@ impl Gateway {
             Ok((command, args))
         });
         let parsed = parsed.and_then(|(command, args)| {
-            refuse_retained(publish, &command)?;
+            CommandError::check_not_retained(&command, publish.retain)?;
             Ok((command, args))
         });
         match parsed {
@@ -362,7 +362,7 @@ impl Gateway {
         let Some((sim, description)) = &mut entry.sim else { return };
         let parsed = Command::parse(&publish.payload).and_then(|command| {
             let args = command.args_for(description)?;
-            refuse_retained(publish, &command)?;
+            CommandError::check_not_retained(&command, publish.retain)?;
             Ok((command, args))
         });
         let (command, args) = match parsed {
@@ -407,44 +407,15 @@ impl Gateway {
     }
 
     fn publish_health(&mut self) {
-        if !self.link.is_connected() {
-            return;
-        }
         let online = self.devices.iter().flatten().filter(|e| e.online).count();
-        let counters = self.final_counters();
-        let health = Health {
-            v: Version,
-            ts: schema::now(),
-            gateway: self.settings.gateway.clone(),
-            uptime_s: self.started.elapsed().as_secs(),
-            messages_out: counters.messages_out,
-            commands_in: counters.commands_in,
-            errors: counters.errors,
-            dropped: counters.dropped,
-            outbox_len: self.link.outbox_len() as u64,
-            reconnects: counters.reconnects.saturating_sub(1),
+        let figures = HealthFigures {
+            commands_in: self.counters.commands_in,
+            errors: self.counters.errors,
             devices_online: online as u64,
             devices_total: self.by_set_topic.len() as u64,
         };
-        let topic = self.link.topics().health();
-        self.link.publish_snapshot(topic, health.to_json());
+        self.link.publish_health(self.started, figures);
     }
-}
-
-/// A retained command would run again at every gateway restart and resubscribe.
-fn refuse_retained(publish: &rumqttc::Publish, command: &Command) -> Result<(), CommandError> {
-    if !publish.retain {
-        return Ok(());
-    }
-    Err(CommandError {
-        kind: ErrorKind::InvalidCommand,
-        message: "commands must not be published with the retain flag".into(),
-        field: None,
-        expected: Some("retain = false".into()),
-        got: Some("retain = true".into()),
-        id: command.id.clone(),
-        action: Some(command.action.clone()),
-    })
 }
 
 fn failure_to_error(failure: CommandFailure) -> ReplyError {

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS};
 use schema::payload::Payload;
 use schema::topic::GatewayTopics;
-use schema::{Online, Status, Version};
+use schema::{Health, Online, Status, Version};
 use tokio::sync::mpsc;
 
 use crate::backoff::Backoff;
@@ -31,6 +31,16 @@ struct Retained {
     payload: Bytes,
     /// Not yet sent to the broker of the current connection.
     pending: bool,
+}
+
+/// What a gateway adds to the link's own figures on its health topic.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HealthFigures {
+    pub commands_in: u64,
+    pub errors: u64,
+    /// Devices (or CAN buses) online, and in all.
+    pub devices_online: u64,
+    pub devices_total: u64,
 }
 
 /// The MQTT session of one gateway.
@@ -196,6 +206,28 @@ impl Link {
             let message = Message { topic, payload: payload.into(), qos: QoS::AtMostOnce, retain: true };
             let _ = self.hand_over(message);
         }
+    }
+
+    /// Publishes the gateway's health (retained, QoS 0) if connected.
+    pub fn publish_health(&mut self, started: std::time::Instant, figures: HealthFigures) {
+        if !self.connected {
+            return;
+        }
+        let health = Health {
+            v: Version,
+            ts: schema::now(),
+            gateway: self.gateway.clone(),
+            uptime_s: started.elapsed().as_secs(),
+            messages_out: self.messages_out,
+            commands_in: figures.commands_in,
+            errors: figures.errors,
+            dropped: self.dropped(),
+            outbox_len: self.outbox.len() as u64,
+            reconnects: self.connects.saturating_sub(1),
+            devices_online: figures.devices_online,
+            devices_total: figures.devices_total,
+        };
+        self.publish_snapshot(self.topics.health(), health.to_json());
     }
 
     /// Clears a retained topic (an empty retained payload), e.g. a stale discovery config.

@@ -16,13 +16,13 @@ use buses::can::replay::Recorder;
 use buses::can::{BusState, CanError, CanEvent, CanFrame, MockCanBus};
 use bytes::Bytes;
 use device::{CommandSpec, Param, ParamKind, Value};
-use runtime::link::Link;
+use runtime::link::{HealthFigures, Link};
 use runtime::{Counters, Settings};
 use schema::can::{BusStateName, CanBusState, CanTopics, SignalArg};
 use schema::payload::Payload;
 use schema::topic::{DeviceLeaf, DeviceTopics, Parsed};
 use schema::{
-    Availability, Command, CommandError, ErrorKind, Health, Measurement, Online, Reply, ReplyError, Version, WireValue,
+    Availability, Command, CommandError, ErrorKind, Measurement, Online, Reply, ReplyError, Version, WireValue,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -492,7 +492,9 @@ impl Gateway {
         } else {
             self.buses[index].topics.message(&device).reply()
         };
-        let command = match Command::parse(&publish.payload).and_then(|command| refuse_retained(publish, command)) {
+        let parsed = Command::parse(&publish.payload)
+            .and_then(|command| CommandError::check_not_retained(&command, publish.retain).map(|()| command));
+        let command = match parsed {
             Ok(command) => command,
             Err(error) => return self.refuse(&reply_topic, &device, &error),
         };
@@ -500,18 +502,11 @@ impl Gateway {
             (DeviceLeaf::Set, schema::can::BUS_DEVICE) => self.send_raw(index, &command, &reply_topic),
             (DeviceLeaf::Sim, schema::can::BUS_DEVICE) => self.sim_command(index, &command, &reply_topic),
             (DeviceLeaf::Set, message) => self.send_message(index, message, &command, &reply_topic),
-            (DeviceLeaf::Sim, _) => Err(CommandError {
-                kind: ErrorKind::InvalidCommand,
-                message: format!(
-                    "simulation controls are on the bus's own topic, {}",
-                    self.buses[index].bus_topics.sim()
-                ),
-                field: None,
-                expected: None,
-                got: None,
-                id: command.id.clone(),
-                action: Some(command.action.clone()),
-            }),
+            (DeviceLeaf::Sim, _) => Err(CommandError::about(
+                &command,
+                ErrorKind::InvalidCommand,
+                format!("simulation controls are on the bus's own topic, {}", self.buses[index].bus_topics.sim()),
+            )),
             _ => return,
         };
         if let Err(error) = result {
@@ -521,15 +516,7 @@ impl Gateway {
 
     fn send_message(&mut self, index: usize, name: &str, command: &Command, reply: &str) -> Result<(), CommandError> {
         let bus = &self.buses[index];
-        let error = |kind, message: String| CommandError {
-            kind,
-            message,
-            field: None,
-            expected: None,
-            got: None,
-            id: command.id.clone(),
-            action: Some(command.action.clone()),
-        };
+        let error = |kind, message: String| CommandError::about(command, kind, message);
         let Some(&(message, _)) = bus.reply_topics.get(name) else {
             return Err(error(ErrorKind::InvalidCommand, format!("bus {:?} has no DBC message {name:?}", bus.name)));
         };
@@ -585,18 +572,11 @@ impl Gateway {
         let description = device::Description { model: "CAN bus", quantities: Vec::new(), commands: raw_commands() };
         let args = command.args_for(&description)?;
         if !bus.can.raw_send {
-            return Err(CommandError {
-                kind: ErrorKind::NotAllowed,
-                message: format!(
-                    "raw sends are not allowed on bus {:?}; the board file must say raw_send = true",
-                    bus.name
-                ),
-                field: None,
-                expected: None,
-                got: None,
-                id: command.id.clone(),
-                action: Some(command.action.clone()),
-            });
+            return Err(CommandError::about(
+                command,
+                ErrorKind::NotAllowed,
+                format!("raw sends are not allowed on bus {:?}; the board file must say raw_send = true", bus.name),
+            ));
         }
         let int = |name: &str| args.get(name).and_then(Value::as_f64).map(|v| v as u32);
         let flag = |name: &str| matches!(args.get(name), Some(Value::Bool(true)));
@@ -614,15 +594,7 @@ impl Gateway {
         } else {
             CanFrame::classic(id, extended, &data)
         };
-        let frame = frame.map_err(|e| CommandError {
-            kind: ErrorKind::InvalidArgument,
-            message: e.to_string(),
-            field: None,
-            expected: None,
-            got: None,
-            id: command.id.clone(),
-            action: Some(command.action.clone()),
-        })?;
+        let frame = frame.map_err(|e| CommandError::about(command, ErrorKind::InvalidArgument, e.to_string()))?;
         if frame.is_fd() && !bus.can.fd {
             return Err(CommandError {
                 kind: ErrorKind::NotAllowed,
@@ -806,26 +778,13 @@ impl Gateway {
             }
             self.publish_counters(index);
         }
-        if !self.link.is_connected() {
-            return;
-        }
-        let counters = self.final_counters();
-        let health = Health {
-            v: Version,
-            ts: schema::now(),
-            gateway: self.settings.gateway.clone(),
-            uptime_s: self.started.elapsed().as_secs(),
-            messages_out: counters.messages_out,
-            commands_in: counters.commands_in,
-            errors: counters.errors,
-            dropped: counters.dropped,
-            outbox_len: self.link.outbox_len() as u64,
-            reconnects: counters.reconnects.saturating_sub(1),
+        let figures = HealthFigures {
+            commands_in: self.counters.commands_in,
+            errors: self.counters.errors,
             devices_online: self.buses.iter().filter(|b| b.state.is_up()).count() as u64,
             devices_total: self.buses.len() as u64,
         };
-        let topic = self.link.topics().health();
-        self.link.publish_snapshot(topic, health.to_json());
+        self.link.publish_health(self.started.into_std(), figures);
     }
 }
 
@@ -838,22 +797,6 @@ fn data_fingerprint(frame: &CanFrame) -> f64 {
     }
     hash ^= u64::from(frame.dlc()) << 56;
     (hash >> 11) as f64
-}
-
-/// A retained command would run again at every gateway restart.
-fn refuse_retained(publish: &rumqttc::Publish, command: Command) -> Result<Command, CommandError> {
-    if !publish.retain {
-        return Ok(command);
-    }
-    Err(CommandError {
-        kind: ErrorKind::InvalidCommand,
-        message: "commands must not be published with the retain flag".into(),
-        field: None,
-        expected: Some("retain = false".into()),
-        got: Some("retain = true".into()),
-        id: command.id,
-        action: Some(command.action),
-    })
 }
 
 /// The `send_raw` command of a bus.
