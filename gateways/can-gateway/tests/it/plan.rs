@@ -27,6 +27,27 @@ fn a_messy_dbc_loads_with_warnings_naming_lines() {
     assert_eq!(plan.buses[0].decoder.messages().len(), 2, "the good parts are kept");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_with_a_messy_dbc_runs_and_decodes_what_is_usable() {
+    let dir = test_support::temp_dir("messy-dbc-run");
+    let dbc = dir.join("messy.dbc");
+    std::fs::write(
+        &dbc,
+        "BO_ 256 Good: 2 ECU\n SG_ A : 0|8@1+ (1,0) [0|0] \"\" GW\n SG_ Broken : 8|99@1+ (1,0) [0|0] \"\" GW\nBA_ \"Nonsense\" BO_ 999 1;\n",
+    )
+    .unwrap();
+    let broker = test_support::Broker::start();
+    let mut client = Client::connect(broker.address(), "watcher").await;
+    client.subscribe("busgate/test/#").await;
+    let text = board_text(broker.address(), "").replace("\"test.dbc\"", &format!("{dbc:?}"));
+    let gateway = Gateway::start_board(&text);
+    client.wait_for(|m| m.topic == topic("bus", "availability") && json(m)["state"] == "online").await;
+    gateway.node().send_now(&CanFrame::classic(0x100, false, &[7, 0]).unwrap()).unwrap();
+    let good = client.wait_on(&topic("Good", "state")).await;
+    assert_eq!(json(&good)["signals"]["A"]["value"], 7);
+    gateway.stop().await;
+}
+
 #[test]
 fn a_missing_dbc_file_names_the_board_line() {
     let text = board_text("127.0.0.1:1".parse().unwrap(), "").replace("\"test.dbc\"", "\"nope.dbc\"");
