@@ -1,6 +1,10 @@
 //! `cargo xtask`: busgate's automation, in Rust (no shell scripts).
 //!
 //! - `cargo xtask run [--board sim] [--mock] [--release]`: build and run a board on this machine.
+//! - `cargo xtask build --board NAME [--release]`: the board's binaries for its target triple.
+//! - `cargo xtask package --board NAME`: a release tarball with systemd units and an installer.
+//! - `cargo xtask deploy --board NAME [--host user@host]`: package, install over ssh, restart.
+//! - `cargo xtask new-driver NAME --bus i2c|spi`: a new driver crate, registered and tested.
 //! - `cargo xtask ci`: what CI runs: format check, clippy with warnings denied, all tests.
 //! - `cargo xtask bench`: throughput, CPU and memory of the gateway and broker.
 
@@ -9,7 +13,12 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+mod build;
+mod deploy;
+mod mqtt;
+mod package;
 mod run;
+mod target;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -17,6 +26,9 @@ fn main() -> anyhow::Result<()> {
     let rest: Vec<String> = args.collect();
     match command.as_str() {
         "run" => run::run(&run::Options::parse(&rest)?),
+        "build" => build::build(&build::Options::parse(&rest)?).map(drop),
+        "package" => package::package(&package::Options::parse(&rest)?).map(drop),
+        "deploy" => deploy::deploy(&deploy::Options::parse(&rest)?),
         "ci" => ci(),
         "bench" => bench(),
         "" | "help" | "--help" | "-h" => {
@@ -34,6 +46,18 @@ Commands:
   run [--board NAME] [--mock] [--release]
         Build and start the broker and the board's gateways (default board: sim), show the
         readings live, stop everything on Ctrl-C. --mock simulates every bus.
+  build --board NAME [--release]
+        Build the broker and the board's gateways for the board's target triple (from its board
+        file) with the right linker, strip them and print their sizes. RUSTC=/usr/bin/rustc
+        selects Debian's toolchain; it is chosen by itself when the default one lacks the target.
+  package --board NAME [--debug]
+        Build in release (or debug) and pack target/busgate/NAME/busgate-NAME-VERSION.tar.gz:
+        binaries, board file, systemd units and install.sh.
+  deploy --board NAME [--host user@host] [--debug] [--timeout SECONDS] [--ssh-config FILE]
+        Package, copy over ssh, install into PREFIX/releases/VERSION, switch PREFIX/current,
+        restart the services and wait until every gateway reports online; roll back to the
+        previous release if one does not. --root DIR and --systemctl CMD are for tests: units
+        under DIR/etc/systemd/system, and another service manager.
   ci    Format check, clippy with warnings denied, every Rust test, and the Python test kit's
         tests with the example test apps: what CI runs.
   bench Throughput, CPU and memory of the gateway and broker (release builds), as a table.
@@ -42,6 +66,16 @@ Commands:
 /// The workspace root (xtask's parent directory).
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_default()
+}
+
+/// A board by name (`boards/NAME.toml`) or by the path of its file.
+pub fn load_board(name: &str) -> anyhow::Result<board::Board> {
+    let path = if name.ends_with(".toml") || name.contains('/') {
+        PathBuf::from(name)
+    } else {
+        root().join("boards").join(format!("{name}.toml"))
+    };
+    Ok(board::Board::load(&path)?)
 }
 
 /// `cargo` as the one running us.
