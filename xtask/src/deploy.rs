@@ -85,6 +85,7 @@ pub fn deploy(options: &Options) -> anyhow::Result<()> {
 
     let installer = format!("{incoming}/{}/install.sh", package.dir_name);
     let output = remote.run(&remote.installer(&installer, "install"), Stdio::null())?;
+    print!("{output}");
     let previous = output.lines().find_map(|line| line.strip_prefix("previous=")).unwrap_or("none").to_owned();
     eprintln!(
         "xtask: installed {} (previous: {previous}); waiting for {}",
@@ -92,7 +93,7 @@ pub fn deploy(options: &Options) -> anyhow::Result<()> {
         package.gateways.join(", ")
     );
 
-    let missing = remote.wait_online(&package, options.timeout)?;
+    let missing = remote.wait_online(&package.board, options.timeout)?;
     if missing.is_empty() {
         println!("deployed {} to {} ({}): every gateway is online", package.version, remote.host, package.board.name);
         return Ok(());
@@ -123,9 +124,13 @@ fn roll_back(remote: &Remote, package: &Package, previous: &str, timeout: Durati
         return Ok(());
     }
     eprintln!("xtask: rolling back to {previous}");
-    let installer = format!("{prefix}/releases/{previous}/install.sh");
-    remote.run(&remote.installer(&installer, "activate"), Stdio::null())?;
-    let missing = remote.wait_online(package, timeout)?;
+    let release = format!("{prefix}/releases/{previous}");
+    remote.run(&remote.installer(&format!("{release}/install.sh"), "activate"), Stdio::null())?;
+    // Its own board file says where its broker is and which gateways it runs.
+    let board_text = remote.run(&format!("cat {}", quote(&format!("{release}/board.toml"))), Stdio::null())?;
+    let board =
+        board::Board::parse(&board_text, std::path::Path::new(&format!("{}:{release}/board.toml", remote.host)))?;
+    let missing = remote.wait_online(&board, timeout)?;
     if missing.is_empty() {
         eprintln!("xtask: {previous} is running again");
     } else {
@@ -153,7 +158,8 @@ impl Remote {
             .lines()
             .find_map(|line| line.strip_prefix("user ").map(str::to_owned))
             .unwrap_or_default();
-        remote.sudo = user != "root";
+        // An installation under another root (tests, image staging) is the login user's own.
+        remote.sudo = user != "root" && options.root.is_none();
         if let Some(root) = &options.root {
             remote.environment.push(format!("BUSGATE_ROOT={}", quote(root)));
         }
@@ -190,7 +196,6 @@ impl Remote {
             .output()
             .with_context(|| format!("running ssh {}", self.host))?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        print!("{stdout}");
         if !output.status.success() {
             bail!("on {}: `{script}` failed ({})", self.host, output.status);
         }
@@ -198,16 +203,13 @@ impl Remote {
     }
 
     /// Waits until each gateway's retained status says online; returns those that did not.
-    fn wait_online(&self, package: &Package, timeout: Duration) -> anyhow::Result<Vec<String>> {
-        let board = &package.board;
+    fn wait_online(&self, board: &board::Board, timeout: Duration) -> anyhow::Result<Vec<String>> {
+        let gateways = crate::build::binaries(board).into_iter().skip(1);
         let broker = board.gateway.broker;
         let address =
             if broker.ip().is_unspecified() { format!("127.0.0.1:{}", broker.port()) } else { broker.to_string() };
-        let topics: Vec<(String, String)> = package
-            .gateways
-            .iter()
-            .map(|gateway| (GatewayTopics::new(&board.name, gateway).status(), gateway.clone()))
-            .collect();
+        let topics: Vec<(String, String)> =
+            gateways.map(|gateway| (GatewayTopics::new(&board.name, gateway).status(), gateway.to_owned())).collect();
         let mut online = vec![false; topics.len()];
         let deadline = Instant::now() + timeout;
         // The broker may still be starting: connect again until the deadline.
