@@ -83,7 +83,7 @@ fn start_sshd(dir: &Path) -> Board {
         dir = dir.display()
     );
     std::fs::write(dir.join("sshd_config"), sshd_config).unwrap();
-    let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| whoami());
+    let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(whoami);
     let ssh_config = format!(
         "Host board\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile {dir}/client_key\n  \
          IdentitiesOnly yes\n  UserKnownHostsFile {dir}/known_hosts\n  StrictHostKeyChecking no\n  LogLevel ERROR\n",
