@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 mod build;
 mod deploy;
 mod mqtt;
+mod new_driver;
 mod package;
 mod run;
 mod target;
@@ -29,6 +30,7 @@ fn main() -> anyhow::Result<()> {
         "build" => build::build(&build::Options::parse(&rest)?).map(drop),
         "package" => package::package(&package::Options::parse(&rest)?).map(drop),
         "deploy" => deploy::deploy(&deploy::Options::parse(&rest)?),
+        "new-driver" => new_driver::new_driver(&new_driver::Options::parse(&rest)?),
         "ci" => ci(),
         "bench" => bench(),
         "" | "help" | "--help" | "-h" => {
@@ -58,6 +60,10 @@ Commands:
         restart the services and wait until every gateway reports online; roll back to the
         previous release if one does not. --root DIR and --systemctl CMD are for tests: units
         under DIR/etc/systemd/system, and another service manager.
+  new-driver NAME --bus i2c|spi [--model MODEL] [--no-test] [--workspace DIR]
+        Create crates/drv-NAME from the driver templates (chip driver, Device adapter,
+        simulated chip, tests), register it in the bus's gateway and ARCHITECTURE.md, and run
+        its tests. docs/adding-a-driver.md says what to fill in.
   ci    Format check, clippy with warnings denied, every Rust test, and the Python test kit's
         tests with the example test apps: what CI runs.
   bench Throughput, CPU and memory of the gateway and broker (release builds), as a table.

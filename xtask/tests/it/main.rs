@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
 mod deploy;
+mod new_driver;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
