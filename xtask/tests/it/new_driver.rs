@@ -38,7 +38,9 @@ fn check_new_driver(name: &str, bus: &str) {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "new-driver failed:\n{stderr}");
-    assert!(stderr.contains(&format!("test result: ok")) || stderr.contains("cargo test -p"), "{stderr}");
+    assert!(stderr.contains(&format!("xtask: cargo test -p drv-{name}")), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("test result: ok") && !stdout.contains("FAILED"), "{stdout}");
 
     let krate = workspace.join("crates").join(format!("drv-{name}"));
     for file in ["Cargo.toml", "src/lib.rs", "src/chip.rs", "src/adapter.rs", "src/sim.rs", "tests/it/main.rs"] {
