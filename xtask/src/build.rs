@@ -34,7 +34,7 @@ impl Options {
 pub struct Built {
     pub board: board::Board,
     pub target: Target,
-    /// Stripped copies of the binaries, `target/busgate/BOARD/bin/NAME`.
+    /// Stripped copies of the binaries, `target/busgate/BOARD/PROFILE/NAME`.
     pub binaries: Vec<PathBuf>,
 }
 
@@ -97,7 +97,7 @@ pub fn build(options: &Options) -> anyhow::Result<Built> {
         out.push(&target.triple);
     }
     out.push(profile);
-    let bin = root().join("target/busgate").join(&board.name).join("bin");
+    let bin = root().join("target/busgate").join(&board.name).join(profile);
     std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
     let mut binaries = Vec::new();
     for name in &names {

@@ -5,7 +5,8 @@
 //! - `cargo xtask package --board NAME`: a release tarball with systemd units and an installer.
 //! - `cargo xtask deploy --board NAME [--host user@host]`: package, install over ssh, restart.
 //! - `cargo xtask new-driver NAME --bus i2c|spi`: a new driver crate, registered and tested.
-//! - `cargo xtask ci`: what CI runs: format check, clippy with warnings denied, all tests.
+//! - `cargo xtask ci`: what CI runs: format check, clippy with warnings denied, all tests, and
+//!   `cargo xtask cross` (the aarch64 build, its gateway run under qemu-user).
 //! - `cargo xtask bench`: throughput, CPU and memory of the gateway and broker.
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 mod build;
+mod cross;
 mod deploy;
 mod mqtt;
 mod new_driver;
@@ -32,6 +34,7 @@ fn main() -> anyhow::Result<()> {
         "deploy" => deploy::deploy(&deploy::Options::parse(&rest)?),
         "new-driver" => new_driver::new_driver(&new_driver::Options::parse(&rest)?),
         "ci" => ci(),
+        "cross" => cross::check(),
         "bench" => bench(),
         "" | "help" | "--help" | "-h" => {
             print!("{HELP}");
@@ -64,8 +67,11 @@ Commands:
         Create crates/drv-NAME from the driver templates (chip driver, Device adapter,
         simulated chip, tests), register it in the bus's gateway and ARCHITECTURE.md, and run
         its tests. docs/adding-a-driver.md says what to fill in.
-  ci    Format check, clippy with warnings denied, every Rust test, and the Python test kit's
-        tests with the example test apps: what CI runs.
+  ci    Format check, clippy with warnings denied, every Rust test, the Python test kit's
+        tests with the example test apps, and the aarch64 build with its I2C gateway run under
+        qemu-user on the simulated board: what CI runs.
+  cross The aarch64 part of ci alone: build the rpi4 board's binaries (debug) and run its I2C
+        gateway under qemu-aarch64 with --mock until a reading reaches a native broker.
   bench Throughput, CPU and memory of the gateway and broker (release builds), as a table.
 ";
 
@@ -123,7 +129,8 @@ fn ci() -> anyhow::Result<()> {
     let mut test = cargo();
     test.args(["test", "--workspace"]);
     run_step(test, "cargo test --workspace")?;
-    python_tests()
+    python_tests()?;
+    cross::check()
 }
 
 /// The Python test kit's tests and the example test apps, against the simulated board.
