@@ -28,12 +28,12 @@ fn copy_sources(from: &Path, to: &Path) {
 fn check_new_driver(name: &str, bus: &str) {
     let workspace = temp_dir(&format!("new-driver-{bus}"));
     copy_sources(&root(), &workspace);
-    // One target directory for every run, beside the real workspace's, so runs after the first
-    // only compile the new crate.
+    // The real workspace's target directory: the copy's external dependencies are already
+    // built there, so only the copied workspace crates and the new one compile.
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["new-driver", name, "--bus", bus, "--workspace"])
         .arg(&workspace)
-        .env("CARGO_TARGET_DIR", root().join("target/xtask-new-driver"))
+        .env("CARGO_TARGET_DIR", root().join("target"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

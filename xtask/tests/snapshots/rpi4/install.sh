@@ -63,8 +63,22 @@ remove_stale_units() {
     done
 }
 
+# Keeps the current and previous releases and the three newest others.
+prune() {
+    others=0
+    for release in $(ls -1t "$prefix/releases"); do
+        if [ "$release" = "$version" ] || [ "$release" = "$1" ]; then continue; fi
+        others=$((others + 1))
+        if [ $others -gt 3 ]; then
+            say "removing old release $release"
+            rm -rf "${prefix:?}/releases/$release"
+        fi
+    done
+}
+
 activate() {
-    echo "previous=$(current)"
+    previous=$(current)
+    echo "previous=$previous"
     create_user
     mkdir -p "$unit_dir"
     remove_stale_units
@@ -81,6 +95,7 @@ activate() {
     say "current is $version; restarting $units"
     # shellcheck disable=SC2086
     $systemctl restart $units
+    prune "$previous"
 }
 
 case "${1:-}" in
