@@ -52,14 +52,19 @@ pub fn build(options: &Options) -> anyhow::Result<Built> {
     let target = Target::new(&board.target, &toolchain.host, linker)?;
     let native = target.is_native(&toolchain.host);
 
-    if !native && !toolchain.has_std(&target.triple) {
-        toolchain = debian_fallback(&toolchain, &target).with_context(|| toolchain.std_advice(&target))?;
-    }
     let linker_variable = target.linker_variable();
     let user_linker = std::env::var_os(&linker_variable).is_some();
-    if let (Some(linker), false) = (&target.linker, user_linker)
-        && !on_path(linker)
-    {
+    let linker_missing = !user_linker && target.linker.as_deref().is_some_and(|linker| !on_path(linker));
+    if !native && !toolchain.has_std(&target.triple) {
+        toolchain = debian_fallback(&toolchain, &target).with_context(|| {
+            let mut advice = toolchain.std_advice(&target);
+            if linker_missing {
+                advice.push_str(&format!("\nand the linker: apt-get install {}", target.linker_package));
+            }
+            advice
+        })?;
+    }
+    if let (Some(linker), true) = (&target.linker, linker_missing) {
         bail!(
             "the linker for {} ({linker}) is not installed: apt-get install {}\n(or name another one with {linker_variable}, \
              or `linker` in the board's [deploy] section)",
