@@ -170,7 +170,15 @@ fn deploy_installs_switches_and_rolls_back() {
         return;
     }
     let dir = temp_dir("deploy");
-    let _board = start_sshd(&dir);
+    let board = start_sshd(&dir);
+    check_deploys(&dir);
+    // Stops the services and sshd before their files go.
+    drop(board);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn check_deploys(dir: &Path) {
+    let dir = dir.to_owned();
 
     // First deploy: files in place, units rendered, the link switched, every process running.
     let good = board_file(&dir, "");
