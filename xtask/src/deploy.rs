@@ -84,9 +84,20 @@ pub fn deploy(options: &Options) -> anyhow::Result<()> {
     remote.run(&format!("rm -rf {0} && mkdir -p {0} && tar -xzf - -C {0}", quote(&incoming)), Stdio::from(tarball))?;
 
     let installer = format!("{incoming}/{}/install.sh", package.dir_name);
-    let output = remote.run(&remote.installer(&installer, "install"), Stdio::null())?;
+    let (installed, output) = remote.run_unchecked(&remote.installer(&installer, "install"), Stdio::null())?;
     print!("{output}");
-    let previous = output.lines().find_map(|line| line.strip_prefix("previous=")).unwrap_or("none").to_owned();
+    let previous = output.lines().find_map(|line| line.strip_prefix("previous=")).map(str::to_owned);
+    if !installed {
+        // A failure after "previous=" may have switched the link or stopped the services.
+        let failure =
+            format!("installing release {} on {} failed (see its output above)", package.version, remote.host);
+        eprintln!("xtask: {failure}");
+        if let Some(previous) = &previous {
+            roll_back(&remote, &package, previous, options.timeout)?;
+        }
+        bail!("{failure}");
+    }
+    let previous = previous.unwrap_or_else(|| "none".to_owned());
     eprintln!(
         "xtask: installed {} (previous: {previous}); waiting for {}",
         package.version,
@@ -186,6 +197,15 @@ impl Remote {
 
     /// Runs a shell command on the board as root; returns its standard output.
     fn run(&self, script: &str, stdin: Stdio) -> anyhow::Result<String> {
+        let (success, stdout) = self.run_unchecked(script, stdin)?;
+        if !success {
+            bail!("on {}: `{script}` failed", self.host);
+        }
+        Ok(stdout)
+    }
+
+    /// Runs a shell command on the board as root; returns whether it succeeded and its output.
+    fn run_unchecked(&self, script: &str, stdin: Stdio) -> anyhow::Result<(bool, String)> {
         let wrapped = if self.sudo { format!("sudo -n sh -c {}", quote(script)) } else { script.to_owned() };
         let output = self
             .ssh()
@@ -195,11 +215,10 @@ impl Remote {
             .stderr(Stdio::inherit())
             .output()
             .with_context(|| format!("running ssh {}", self.host))?;
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         if !output.status.success() {
-            bail!("on {}: `{script}` failed ({})", self.host, output.status);
+            eprintln!("xtask: on {}: `{script}` failed ({})", self.host, output.status);
         }
-        Ok(stdout)
+        Ok((output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned()))
     }
 
     /// Waits until each gateway's retained status says online; returns those that did not.

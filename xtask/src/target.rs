@@ -21,12 +21,13 @@ pub struct Target {
     pub linker_package: String,
 }
 
-/// The triples this table knows: their GNU tool prefix and Debian architecture.
+/// The triples this table knows: their GNU tool prefix and Debian architecture. (ARMv6
+/// boards, the first Pi Zero and the Pi 1, are missing on purpose: Debian's armhf tools and
+/// libraries are ARMv7.)
 const KNOWN: &[(&str, &str, &str)] = &[
     ("x86_64-unknown-linux-gnu", "x86_64-linux-gnu", "amd64"),
     ("aarch64-unknown-linux-gnu", "aarch64-linux-gnu", "arm64"),
     ("armv7-unknown-linux-gnueabihf", "arm-linux-gnueabihf", "armhf"),
-    ("arm-unknown-linux-gnueabihf", "arm-linux-gnueabihf", "armhf"),
     ("riscv64gc-unknown-linux-gnu", "riscv64-linux-gnu", "riscv64"),
 ];
 
