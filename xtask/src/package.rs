@@ -393,6 +393,28 @@ mod tests {
         check_snapshot("rpi4/install.sh", &install_script(&board, "0011223344556677", &units));
     }
 
+    /// systemd's own parser on the rendered units, where systemd is installed (it need not be
+    /// running): any complaint but the missing binaries fails.
+    #[test]
+    fn systemd_accepts_the_units() {
+        if !crate::target::on_path("systemd-analyze") {
+            eprintln!("skipped: systemd-analyze is not installed");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("busgate-units-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut paths = Vec::new();
+        for (name, text) in units_for(&board("rpi4")) {
+            std::fs::write(dir.join(&name), text).unwrap();
+            paths.push(dir.join(&name));
+        }
+        let output = Command::new("systemd-analyze").args(["verify", "--man=no"]).args(&paths).output().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let complaints: Vec<&str> = stderr.lines().filter(|line| !line.contains("is not executable")).collect();
+        assert!(complaints.is_empty(), "systemd-analyze verify:\n{stderr}");
+    }
+
     #[test]
     fn mocked_buses_need_no_device_nodes() {
         for (name, text) in units_for(&board("sim")) {
