@@ -4,7 +4,8 @@
 //!
 //! It writes `crates/drv-NAME/`, then registers the crate in the root `Cargo.toml`
 //! (`[workspace.dependencies]`), in the gateway's `Cargo.toml` and driver registry
-//! (`registry.rs`), and in ARCHITECTURE.md's code map (the tidy test demands an entry).
+//! (`registry.rs`), and in ARCHITECTURE.md's code map (the tidy test demands an entry); then
+//! formats the crate, runs its tests and clippy, and checks that the gateway compiles.
 
 use std::path::{Path, PathBuf};
 
@@ -131,6 +132,9 @@ pub fn new_driver(options: &Options) -> anyhow::Result<()> {
         let mut test = cargo();
         test.current_dir(workspace).args(["test", "--package", &krate]);
         run_step(test, &format!("cargo test -p {krate}"))?;
+        let mut clippy = cargo();
+        clippy.current_dir(workspace).args(["clippy", "--package", &krate, "--all-targets", "--", "-D", "warnings"]);
+        run_step(clippy, &format!("cargo clippy -p {krate} --all-targets -- -D warnings"))?;
         let mut check = cargo();
         check.current_dir(workspace).args(["check", "--package", &gateway]);
         run_step(check, &format!("cargo check -p {gateway} (the registry compiles)"))?;
