@@ -34,6 +34,12 @@ stop() {
 }
 case $command in
 restart | start | stop)
+    # The test's way to make one restart fail, as a unit that cannot start would.
+    if [ "$command" = restart ] && [ -f "$state/fail-next-restart" ]; then
+        rm -f "$state/fail-next-restart"
+        echo "systemctl stand-in: failing this restart as asked" >&2
+        exit 1
+    fi
     reversed=""
     for unit in "$@"; do reversed="$unit $reversed"; done
     for unit in $reversed; do stop "$unit"; done
@@ -214,6 +220,22 @@ fn check_deploys(dir: &Path) {
     assert!(stderr.contains("i2c-gateway, spi-gateway not online"), "{stderr}");
     assert!(stderr.contains("is running again"), "{stderr}");
     assert_eq!(current(&dir), first, "the link was not rolled back");
+    for unit in UNITS {
+        assert!(running(&dir, unit), "{unit} is not running after the rollback");
+    }
+
+    // An installer that fails while restarting the services: rolled back as well.
+    // Another release: the same board with a comment more.
+    let other = board_file(&dir, "");
+    let text = std::fs::read_to_string(&other).unwrap() + "# another release\n";
+    std::fs::write(&other, text).unwrap();
+    std::fs::write(dir.join("root/run/systemctl/fail-next-restart"), "").unwrap();
+    let output = deploy(&dir, &other, "30");
+    assert!(!output.status.success(), "a deploy whose restart failed succeeded");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("failed (see its output above)"), "{stderr}");
+    assert!(stderr.contains("is running again"), "{stderr}");
+    assert_eq!(current(&dir), first, "the link was not rolled back after the failed restart");
     for unit in UNITS {
         assert!(running(&dir, unit), "{unit} is not running after the rollback");
     }
