@@ -1,6 +1,8 @@
 //! `cargo xtask deploy` end to end, against a real sshd on 127.0.0.1 started by the test (its
 //! own host key, a throwaway client key, a free port), installing under a temporary root with
-//! a stand-in for systemctl that runs the units' `ExecStart` commands.
+//! a stand-in for systemctl that runs the units' `ExecStart` commands. Four deploys: the first,
+//! the same again, one whose gateways stay offline and one whose restart fails; the last two
+//! must be rolled back.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
