@@ -55,6 +55,7 @@ Commands:
         Build the broker and the board's gateways for the board's target triple (from its board
         file) with the right linker, strip them and print their sizes. RUSTC=/usr/bin/rustc
         selects Debian's toolchain; it is chosen by itself when the default one lacks the target.
+        Here and below, --board takes a name from boards/ or the path of a board file.
   package --board NAME [--debug]
         Build in release (or debug) and pack target/busgate/NAME/busgate-NAME-VERSION.tar.gz:
         binaries, board file, systemd units and install.sh.
