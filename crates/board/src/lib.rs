@@ -57,6 +57,9 @@ pub struct Deploy {
     pub host: String,
     /// Installation directory on the board.
     pub prefix: String,
+    /// The C compiler that links for the board's target, when the usual cross compiler for
+    /// the triple (e.g. `aarch64-linux-gnu-gcc`) is not the right one.
+    pub linker: Option<String>,
 }
 
 /// The broker's configuration. Listeners are named so that later additions (TLS, per-listener

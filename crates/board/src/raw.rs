@@ -58,6 +58,7 @@ struct DeploySection {
     host: String,
     #[serde(default = "default_prefix")]
     prefix: String,
+    linker: Option<String>,
 }
 
 fn default_prefix() -> String {
@@ -546,7 +547,7 @@ pub(crate) fn validate(raw: BoardFile, text: &str, file: &Path) -> Result<Board,
         name,
         description: raw.board.description,
         target,
-        deploy: raw.deploy.map(|d| Deploy { host: d.host, prefix: d.prefix }),
+        deploy: raw.deploy.map(|d| Deploy { host: d.host, prefix: d.prefix, linker: d.linker }),
         homeassistant,
         broker,
         gateway,

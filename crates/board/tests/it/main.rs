@@ -70,6 +70,15 @@ fn rpi4_board_uses_the_real_bus() {
     assert!(!board.buses[0].mock);
     assert!(matches!(board.broker.journal.output, JournalOutput::File { .. }));
     assert_eq!(board.deploy.as_ref().unwrap().host, "pi@raspberrypi.local");
+    assert_eq!(board.deploy.as_ref().unwrap().linker, None);
+}
+
+#[test]
+fn deploy_section_may_name_a_linker() {
+    let text = format!("{MINIMAL}\n[deploy]\nhost = \"root@board\"\nlinker = \"clang-aarch64\"\n");
+    let board = Board::parse(&text, Path::new("x.toml")).unwrap();
+    let deploy = board.deploy.unwrap();
+    assert_eq!((deploy.prefix.as_str(), deploy.linker.as_deref()), ("/opt/busgate", Some("clang-aarch64")));
 }
 
 #[test]
