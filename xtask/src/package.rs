@@ -6,6 +6,8 @@
 //! ```text
 //! bin/broker, bin/i2c-gateway, ...   stripped, for the board's target triple
 //! board.toml                         the board file
+//! dbc/..., ...                       files the board file names (DBC files, candump logs),
+//!                                    at the same paths relative to it
 //! units/busgate-*.service            systemd units (broker first; gateways require it)
 //! install.sh                         install | activate | remove, run as root on the board
 //! VERSION                            the version, with the git commit it was built from
@@ -74,6 +76,38 @@ pub fn package(options: &Options) -> anyhow::Result<Package> {
     Ok(package)
 }
 
+/// The files a board file names by a path relative to itself (a CAN bus's DBC files and replay
+/// log), as (path relative to the board file, path here). They travel with the release so the
+/// relative paths hold on the board; an absolute path must already exist there.
+fn board_files(board: &Board) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+    let base = board.file.parent().unwrap_or(Path::new("."));
+    let mut files = Vec::new();
+    for bus in &board.buses {
+        let Some(can) = &bus.can else { continue };
+        for path in can.dbc.iter().chain(can.replay.iter()) {
+            if path.is_absolute() && !path.starts_with(base) {
+                continue;
+            }
+            let Ok(relative) = path.strip_prefix(base) else { continue };
+            if relative.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                bail!(
+                    "{}: bus {:?} names {}, outside the board file's directory; the release cannot carry it",
+                    board.file.display(),
+                    bus.name,
+                    path.display()
+                );
+            }
+            if !path.is_file() {
+                bail!("{}: bus {:?} names {}, which does not exist", board.file.display(), bus.name, path.display());
+            }
+            files.push((relative.to_owned(), path.clone()));
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
 /// The installation prefix on the board.
 pub fn prefix(board: &Board) -> &str {
     board.deploy.as_ref().map_or(DEFAULT_PREFIX, |deploy| deploy.prefix.as_str())
@@ -99,6 +133,13 @@ fn assemble(built: &Built) -> anyhow::Result<Package> {
     }
     std::fs::copy(&board.file, content.join("board.toml"))
         .with_context(|| format!("copying {}", board.file.display()))?;
+    for (relative, source) in board_files(board)? {
+        let target = content.join(&relative);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::copy(&source, &target).with_context(|| format!("copying {}", source.display()))?;
+    }
     let mut units = Vec::new();
     for (name, text) in units_for(board) {
         std::fs::write(content.join("units").join(&name), text).with_context(|| format!("writing {name}"))?;
@@ -380,7 +421,15 @@ mod tests {
     fn rpi4_units() {
         let units = units_for(&board("rpi4"));
         let names: Vec<&str> = units.iter().map(|(name, _)| name.as_str()).collect();
-        assert_eq!(names, ["busgate-broker.service", "busgate-i2c-gateway.service", "busgate-spi-gateway.service"]);
+        assert_eq!(
+            names,
+            [
+                "busgate-broker.service",
+                "busgate-i2c-gateway.service",
+                "busgate-spi-gateway.service",
+                "busgate-can-gateway.service"
+            ]
+        );
         for (name, text) in &units {
             check_snapshot(&format!("rpi4/{name}"), text);
         }

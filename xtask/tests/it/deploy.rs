@@ -14,7 +14,12 @@ use crate::{free_port, root, temp_dir};
 const SSHD: &str = "/usr/sbin/sshd";
 
 /// The units of the simulated board, in start order.
-const UNITS: [&str; 3] = ["busgate-broker.service", "busgate-i2c-gateway.service", "busgate-spi-gateway.service"];
+const UNITS: [&str; 4] = [
+    "busgate-broker.service",
+    "busgate-i2c-gateway.service",
+    "busgate-spi-gateway.service",
+    "busgate-can-gateway.service",
+];
 
 /// The stand-in for systemctl (install.sh passes BUSGATE_ROOT on): `restart` stops the units it is given (last first) and starts
 /// their `ExecStart` in the background; `stop` stops them; the rest is only logged.
@@ -136,6 +141,9 @@ fn board_file(dir: &Path, extra_gateway: &str) -> PathBuf {
         + &format!("\n[deploy]\nhost = \"board\"\nprefix = \"{}/root/opt/busgate\"\n", dir.display());
     let path = dir.join("deploy-test.toml");
     std::fs::write(&path, text).unwrap();
+    // The sim board's CAN bus names its DBC file relative to the board file.
+    std::fs::create_dir_all(dir.join("dbc")).unwrap();
+    std::fs::copy(root().join("boards/dbc/busgate-demo.dbc"), dir.join("dbc/busgate-demo.dbc")).unwrap();
     path
 }
 
@@ -195,7 +203,16 @@ fn check_deploys(dir: &Path) {
     let first = current(&dir);
     assert!(first.starts_with("releases/"), "{first}");
     let release = dir.join("root/opt/busgate").join(&first);
-    for file in ["bin/broker", "bin/i2c-gateway", "bin/spi-gateway", "board.toml", "install.sh", "VERSION"] {
+    for file in [
+        "bin/broker",
+        "bin/i2c-gateway",
+        "bin/spi-gateway",
+        "bin/can-gateway",
+        "board.toml",
+        "dbc/busgate-demo.dbc",
+        "install.sh",
+        "VERSION",
+    ] {
         assert!(release.join(file).is_file(), "{file} missing from {}", release.display());
     }
     for unit in UNITS {
@@ -219,7 +236,7 @@ fn check_deploys(dir: &Path) {
     let output = deploy(&dir, &bad, "8");
     assert!(!output.status.success(), "a deploy whose gateways stay offline succeeded");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("i2c-gateway, spi-gateway not online"), "{stderr}");
+    assert!(stderr.contains("i2c-gateway, spi-gateway, can-gateway not online"), "{stderr}");
     assert!(stderr.contains("is running again"), "{stderr}");
     assert_eq!(current(&dir), first, "the link was not rolled back");
     for unit in UNITS {

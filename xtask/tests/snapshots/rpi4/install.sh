@@ -25,7 +25,7 @@ prefix='/opt/busgate'
 user='busgate'
 groups='i2c spi'
 # Start order: the broker first.
-units='busgate-broker.service busgate-i2c-gateway.service busgate-spi-gateway.service'
+units='busgate-broker.service busgate-i2c-gateway.service busgate-spi-gateway.service busgate-can-gateway.service'
 root=${BUSGATE_ROOT:-}
 systemctl=${BUSGATE_SYSTEMCTL:-systemctl}
 unit_dir="$root/etc/systemd/system"
