@@ -3,6 +3,7 @@
 import os
 import pathlib
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +18,7 @@ except ImportError:  # Python < 3.11
     tomllib = None
 
 READY = "busgate broker ready"
-GATEWAYS = {"i2c": "i2c-gateway", "spi": "spi-gateway"}
+GATEWAYS = {"i2c": "i2c-gateway", "spi": "spi-gateway", "can": "can-gateway"}
 
 
 def repo_root() -> pathlib.Path:
@@ -34,11 +35,12 @@ def free_port() -> int:
 
 
 def gateway_programs(board_text: str):
-    """The gateway programs a board needs: one per bus kind that has devices."""
+    """The gateway programs a board needs: one per bus kind that has devices, and CAN."""
     if tomllib is not None:
         board = tomllib.loads(board_text)
         buses = {bus["name"]: bus["kind"] for bus in board.get("bus", [])}
         kinds = {buses[device["bus"]] for device in board.get("device", []) if device["bus"] in buses}
+        kinds |= {kind for kind in buses.values() if kind == "can"}
     else:
         kinds = set(re.findall(r'^kind\s*=\s*"(\w+)"', board_text, re.MULTILINE))
     return [GATEWAYS[kind] for kind in sorted(kinds) if kind in GATEWAYS]
@@ -79,6 +81,10 @@ class SimBoard:
         self.directory = tempfile.TemporaryDirectory(prefix="busgate-board-")
         board = pathlib.Path(self.directory.name) / self.board_file.name
         board.write_text(text)
+        # Files the board names by relative path (DBC files, candump logs) come along.
+        for entry in self.board_file.parent.iterdir():
+            if entry.is_dir():
+                shutil.copytree(entry, pathlib.Path(self.directory.name) / entry.name)
         gateways = gateway_programs(text)
         if self.build:
             packages = [arg for program in ["broker", *gateways] for arg in ("--package", program)]

@@ -16,20 +16,34 @@ SCHEMA_BY_LEAF = {
     "health": "health.json",
 }
 
+# CAN buses (`busgate/{board}/can/{bus}/{name}/state`): the state of a DBC message, a raw
+# frame (`id-...`) or the bus itself (`bus`).
+CAN_STATE_SCHEMAS = {"frame": "can-frame.json", "bus": "can-bus.json", "message": "can-message.json"}
+
+
+def schema_name(topic: str):
+    """The schema file of a topic's payload, or None when it has none."""
+    levels = topic.split("/")
+    leaf = levels[-1]
+    if len(levels) == 6 and levels[2] == "can" and leaf == "state":
+        name = levels[4]
+        kind = "bus" if name == "bus" else "frame" if name.startswith("id-") else "message"
+        return CAN_STATE_SCHEMAS[kind]
+    return SCHEMA_BY_LEAF.get(leaf)
+
 
 class Schemas:
     """Validators for every payload kind, loaded from `crates/schema/schemas`."""
 
     def __init__(self, directory: pathlib.Path):
+        names = set(SCHEMA_BY_LEAF.values()) | set(CAN_STATE_SCHEMAS.values())
         self.validators = {
-            leaf: jsonschema.Draft202012Validator(json.loads((directory / name).read_text()))
-            for leaf, name in SCHEMA_BY_LEAF.items()
+            name: jsonschema.Draft202012Validator(json.loads((directory / name).read_text())) for name in names
         }
 
     def problem(self, topic: str, payload: bytes):
         """None if the payload is valid for its topic, else a sentence naming the offending field."""
-        leaf = topic.rsplit("/", 1)[-1]
-        validator = self.validators.get(leaf)
+        validator = self.validators.get(schema_name(topic))
         if validator is None:
             return None
         try:

@@ -39,7 +39,15 @@ def test_unknown_leaves_are_not_checked():
 
 def test_gateway_programs_follow_the_board():
     text = (repo_root() / "boards" / "sim.toml").read_text()
-    assert gateway_programs(text) == ["i2c-gateway", "spi-gateway"]
+    assert gateway_programs(text) == ["can-gateway", "i2c-gateway", "spi-gateway"]
+
+
+def test_can_payloads_are_checked_against_their_schemas():
+    frame = {"v": 1, "ts": "2026-01-01T00:00:00.000Z", "bus": "can0", "id": 2047, "extended": False,
+             "fd": False, "dlc": 2, "data": "0102"}
+    assert SCHEMAS.problem("busgate/sim/can/can0/id-7FF/state", json.dumps(frame).encode()) is None
+    problem = SCHEMAS.problem("busgate/sim/can/can0/Engine/state", json.dumps(frame).encode())
+    assert problem.startswith("busgate/sim/can/can0/Engine/state: "), problem
 
 
 def test_client_reports_schema_violations(busgate):

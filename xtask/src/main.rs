@@ -1,7 +1,12 @@
 //! `cargo xtask`: busgate's automation, in Rust (no shell scripts).
 //!
 //! - `cargo xtask run [--board sim] [--mock] [--release]`: build and run a board on this machine.
-//! - `cargo xtask ci`: what CI runs: format check, clippy with warnings denied, all tests.
+//! - `cargo xtask build --board NAME [--release]`: the board's binaries for its target triple.
+//! - `cargo xtask package --board NAME`: a release tarball with systemd units and an installer.
+//! - `cargo xtask deploy --board NAME [--host user@host]`: package, install over ssh, restart.
+//! - `cargo xtask new-driver NAME --bus i2c|spi`: a new driver crate, registered and tested.
+//! - `cargo xtask ci`: what CI runs: format check, clippy with warnings denied, all tests, and
+//!   `cargo xtask cross` (the aarch64 build, its gateway run under qemu-user).
 //! - `cargo xtask bench`: throughput, CPU and memory of the gateway and broker.
 
 use std::path::{Path, PathBuf};
@@ -9,7 +14,14 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+mod build;
+mod cross;
+mod deploy;
+mod mqtt;
+mod new_driver;
+mod package;
 mod run;
+mod target;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -17,7 +29,12 @@ fn main() -> anyhow::Result<()> {
     let rest: Vec<String> = args.collect();
     match command.as_str() {
         "run" => run::run(&run::Options::parse(&rest)?),
+        "build" => build::build(&build::Options::parse(&rest)?).map(drop),
+        "package" => package::package(&package::Options::parse(&rest)?).map(drop),
+        "deploy" => deploy::deploy(&deploy::Options::parse(&rest)?),
+        "new-driver" => new_driver::new_driver(&new_driver::Options::parse(&rest)?),
         "ci" => ci(),
+        "cross" => cross::check(),
         "bench" => bench(),
         "" | "help" | "--help" | "-h" => {
             print!("{HELP}");
@@ -34,14 +51,44 @@ Commands:
   run [--board NAME] [--mock] [--release]
         Build and start the broker and the board's gateways (default board: sim), show the
         readings live, stop everything on Ctrl-C. --mock simulates every bus.
-  ci    Format check, clippy with warnings denied, every Rust test, and the Python test kit's
-        tests with the example test apps: what CI runs.
+  build --board NAME [--release]
+        Build the broker and the board's gateways for the board's target triple (from its board
+        file) with the right linker, strip them and print their sizes. RUSTC=/usr/bin/rustc
+        selects Debian's toolchain; it is chosen by itself when the default one lacks the target.
+        Here and below, --board takes a name from boards/ or the path of a board file.
+  package --board NAME [--debug]
+        Build in release (or debug) and pack target/busgate/NAME/busgate-NAME-VERSION.tar.gz:
+        binaries, board file, systemd units and install.sh.
+  deploy --board NAME [--host user@host] [--debug] [--timeout SECONDS] [--ssh-config FILE]
+        Package, copy over ssh, install into PREFIX/releases/VERSION, switch PREFIX/current,
+        restart the services and wait until every gateway reports online; roll back to the
+        previous release if one does not. --root DIR and --systemctl CMD are for tests: units
+        under DIR/etc/systemd/system, and another service manager.
+  new-driver NAME --bus i2c|spi [--model MODEL] [--no-test] [--workspace DIR]
+        Create crates/drv-NAME from the driver templates (chip driver, Device adapter,
+        simulated chip, tests), register it in the bus's gateway and ARCHITECTURE.md, and run
+        its tests. docs/adding-a-driver.md says what to fill in.
+  ci    Format check, clippy with warnings denied, every Rust test, the Python test kit's
+        tests with the example test apps, and the aarch64 build with its I2C gateway run under
+        qemu-user on the simulated board: what CI runs.
+  cross The aarch64 part of ci alone: build the rpi4 board's binaries (debug) and run its I2C
+        gateway under qemu-aarch64 with --mock until a reading reaches a native broker.
   bench Throughput, CPU and memory of the gateway and broker (release builds), as a table.
 ";
 
 /// The workspace root (xtask's parent directory).
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_default()
+}
+
+/// A board by name (`boards/NAME.toml`) or by the path of its file.
+pub fn load_board(name: &str) -> anyhow::Result<board::Board> {
+    let path = if name.ends_with(".toml") || name.contains('/') {
+        PathBuf::from(name)
+    } else {
+        root().join("boards").join(format!("{name}.toml"))
+    };
+    Ok(board::Board::load(&path)?)
 }
 
 /// `cargo` as the one running us.
@@ -83,7 +130,8 @@ fn ci() -> anyhow::Result<()> {
     let mut test = cargo();
     test.args(["test", "--workspace"]);
     run_step(test, "cargo test --workspace")?;
-    python_tests()
+    python_tests()?;
+    cross::check()
 }
 
 /// The Python test kit's tests and the example test apps, against the simulated board.

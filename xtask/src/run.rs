@@ -146,6 +146,12 @@ fn banner(board: &board::Board, gateways: &[&str]) {
             board.name, adc.bus, adc.name
         );
     }
+    if let Some(can) = board.buses.iter().find(|b| b.can.as_ref().is_some_and(|c| c.simulate.is_some())) {
+        println!(
+            "  CAN message:       mosquitto_pub -h {host} -p {port} -t 'busgate/{}/can/{}/LightsCommand/set' \\\n                       -m '{{\"v\":1,\"id\":\"3\",\"action\":\"send\",\"args\":{{\"HeadLights\":\"High\"}}}}'",
+            board.name, can.name
+        );
+    }
     println!("  readable traffic:  busgate-tail --port {port}   (pip install -e python)");
     println!("  topics and payloads: docs/topics.md; JSON Schemas: crates/schema/schemas/");
     println!();
@@ -188,9 +194,16 @@ fn describe(line: &str) -> Option<String> {
     let time = entry.ts.get(11..23).unwrap_or(&entry.ts);
     let payload = entry.payload.as_ref()?;
     match levels.as_slice() {
+        // The CAN bus's own state is counters: not a reading.
+        [_, _, "can", _, "bus", "state"] => None,
         [_, _, kind, _, device, "state"] => {
             let mut values = Vec::new();
-            for (name, m) in payload["values"].as_object()? {
+            // Device readings have values, CAN messages signals, raw CAN frames data.
+            if let Some(data) = payload["data"].as_str() {
+                values.push(format!("data={data}"));
+            }
+            let named = payload["values"].as_object().or_else(|| payload["signals"].as_object());
+            for (name, m) in named.into_iter().flatten() {
                 let value = match &m["value"] {
                     serde_json::Value::Number(n) if n.is_f64() => {
                         n.as_f64().map_or_else(|| n.to_string(), |f| format!("{f:.2}"))
@@ -198,7 +211,8 @@ fn describe(line: &str) -> Option<String> {
                     other => other.to_string(),
                 };
                 let unit = m["unit"].as_str().map(|u| format!(" {u}")).unwrap_or_default();
-                values.push(format!("{name}={value}{unit}"));
+                let label = m["label"].as_str().map(|l| format!(" ({l})")).unwrap_or_default();
+                values.push(format!("{name}={value}{unit}{label}"));
             }
             Some(format!("{time} {kind} {device:<10} {}", values.join(" ")))
         }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
+pub mod can;
 mod raw;
 
 pub use raw::{BusKind, JournalOutput};
@@ -56,6 +57,9 @@ pub struct Deploy {
     pub host: String,
     /// Installation directory on the board.
     pub prefix: String,
+    /// The C compiler that links for the board's target, when the usual cross compiler for
+    /// the triple (e.g. `aarch64-linux-gnu-gcc`) is not the right one.
+    pub linker: Option<String>,
 }
 
 /// The broker's configuration. Listeners are named so that later additions (TLS, per-listener
@@ -202,6 +206,8 @@ pub struct Bus {
     pub path: Option<PathBuf>,
     /// Run a simulated bus instead of the device file.
     pub mock: bool,
+    /// The CAN settings (CAN buses only).
+    pub can: Option<can::CanBus>,
 }
 
 /// How an SPI device is reached. On Linux its device file is `{bus path}.{chip_select}`,
@@ -285,10 +291,15 @@ impl Board {
         self.devices.iter().filter(move |device| device.bus == bus)
     }
 
-    /// The bus kinds that have at least one device, i.e. the gateways this board runs.
+    /// The bus kinds that have something to bridge (a device, or any CAN bus), i.e. the
+    /// gateways this board runs.
     pub fn gateway_kinds(&self) -> Vec<BusKind> {
-        let mut kinds: Vec<BusKind> =
-            self.buses.iter().filter(|bus| self.devices_on(&bus.name).next().is_some()).map(|bus| bus.kind).collect();
+        let mut kinds: Vec<BusKind> = self
+            .buses
+            .iter()
+            .filter(|bus| bus.kind == BusKind::Can || self.devices_on(&bus.name).next().is_some())
+            .map(|bus| bus.kind)
+            .collect();
         kinds.sort();
         kinds.dedup();
         kinds

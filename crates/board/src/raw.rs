@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::can;
 use crate::{
     Board, BoardError, Broker, Bus, Deploy, Device, Gateway, Journal, Limits, Listener, Retained, SpiSettings, Tls,
     Uplink, User, check_name, line_of, spanned,
@@ -57,6 +58,7 @@ struct DeploySection {
     host: String,
     #[serde(default = "default_prefix")]
     prefix: String,
+    linker: Option<String>,
 }
 
 fn default_prefix() -> String {
@@ -278,6 +280,7 @@ impl Default for GatewaySection {
 pub enum BusKind {
     I2c,
     Spi,
+    Can,
 }
 
 impl BusKind {
@@ -286,6 +289,7 @@ impl BusKind {
         match self {
             BusKind::I2c => "i2c",
             BusKind::Spi => "spi",
+            BusKind::Can => "can",
         }
     }
     /// The gateway binary that runs buses of this kind.
@@ -293,6 +297,7 @@ impl BusKind {
         match self {
             BusKind::I2c => "i2c-gateway",
             BusKind::Spi => "spi-gateway",
+            BusKind::Can => "can-gateway",
         }
     }
 }
@@ -305,6 +310,41 @@ struct BusSection {
     path: Option<Spanned<PathBuf>>,
     #[serde(default)]
     mock: bool,
+    // CAN buses only (see can.rs); listed here because serde cannot flatten with
+    // deny_unknown_fields.
+    interface: Option<Spanned<String>>,
+    bitrate: Option<Spanned<i64>>,
+    fd: Option<bool>,
+    data_bitrate: Option<Spanned<i64>>,
+    dbc: Option<Spanned<Vec<String>>>,
+    filters: Option<Vec<Spanned<can::FilterSection>>>,
+    raw: Option<can::RawFrames>,
+    raw_send: Option<bool>,
+    publish: Option<Spanned<can::PolicySection>>,
+    messages: Option<BTreeMap<String, Spanned<can::MessageSection>>>,
+    replay: Option<Spanned<String>>,
+    replay_speed: Option<Spanned<f64>>,
+    simulate: Option<Spanned<String>>,
+}
+
+impl BusSection {
+    fn can_fields(&mut self) -> can::CanFields {
+        can::CanFields {
+            interface: self.interface.take(),
+            bitrate: self.bitrate.take(),
+            fd: self.fd.take(),
+            data_bitrate: self.data_bitrate.take(),
+            dbc: self.dbc.take(),
+            filters: self.filters.take(),
+            raw: self.raw.take(),
+            raw_send: self.raw_send.take(),
+            publish: self.publish.take(),
+            messages: self.messages.take(),
+            replay: self.replay.take(),
+            replay_speed: self.replay_speed.take(),
+            simulate: self.simulate.take(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -414,22 +454,47 @@ pub(crate) fn validate(raw: BoardFile, text: &str, file: &Path) -> Result<Board,
     let gateway = validate_gateway(&check, raw.gateway, &broker)?;
 
     let mut buses: Vec<Bus> = Vec::new();
-    for (index, bus) in raw.buses.into_iter().enumerate() {
+    for (index, mut bus) in raw.buses.into_iter().enumerate() {
         let field = |f: &str| format!("bus[{index}].{f}");
         let name_span = bus.name.span();
+        let can_fields = bus.can_fields();
         let name = check.name(bus.name, &field("name"))?;
         if buses.iter().any(|b| b.name == name) {
             return Err(check.error(name_span, field("name"), format!("bus {name:?} is defined twice")));
         }
         let path = bus.path.map(|p| p.into_inner());
-        if path.is_none() && !bus.mock {
-            return Err(check.error(
-                name_span,
-                field("path"),
-                format!("bus {name:?} needs a device file (path = \"/dev/...\") or mock = true"),
-            ));
-        }
-        buses.push(Bus { name, kind: bus.kind, path, mock: bus.mock });
+        let error_at = |span: Range<usize>, field: String, message: String| check.error(span, field, message);
+        let can = match bus.kind {
+            BusKind::Can => {
+                if path.is_some() {
+                    return Err(check.error(
+                        name_span,
+                        field("path"),
+                        "a CAN bus has an interface (interface = \"can0\"), not a device file",
+                    ));
+                }
+                Some(can::validate(can_fields, &name, index, bus.mock, file, &error_at)?)
+            }
+            _ => {
+                if let Some((what, span)) = can_fields.first_present() {
+                    let span = if span.is_empty() { name_span.clone() } else { span };
+                    return Err(check.error(
+                        span,
+                        field(what),
+                        format!("{what} is a CAN setting; bus {name:?} is not CAN"),
+                    ));
+                }
+                if path.is_none() && !bus.mock {
+                    return Err(check.error(
+                        name_span,
+                        field("path"),
+                        format!("bus {name:?} needs a device file (path = \"/dev/...\") or mock = true"),
+                    ));
+                }
+                None
+            }
+        };
+        buses.push(Bus { name, kind: bus.kind, path, mock: bus.mock, can });
     }
 
     let mut devices: Vec<Device> = Vec::new();
@@ -451,6 +516,13 @@ pub(crate) fn validate(raw: BoardFile, text: &str, file: &Path) -> Result<Board,
                 name_span,
                 field("name"),
                 format!("device {name:?} is defined twice on bus {bus_name:?}"),
+            ));
+        }
+        if bus.kind == BusKind::Can {
+            return Err(check.error(
+                bus_span,
+                field("bus"),
+                format!("bus {bus_name:?} is CAN: its messages come from its DBC files, not from [[device]] entries"),
             ));
         }
         let address = match (bus.kind, &device.address) {
@@ -486,10 +558,11 @@ pub(crate) fn validate(raw: BoardFile, text: &str, file: &Path) -> Result<Board,
                     "SPI devices have a chip_select, not an address",
                 ));
             }
-            (BusKind::Spi, None) => None,
+            (BusKind::Spi | BusKind::Can, None) => None,
+            (BusKind::Can, Some(_)) => None,
         };
         let spi = match bus.kind {
-            BusKind::I2c => {
+            BusKind::I2c | BusKind::Can => {
                 let spi_fields = [
                     ("chip_select", &device.chip_select),
                     ("mode", &device.mode),
@@ -567,7 +640,7 @@ pub(crate) fn validate(raw: BoardFile, text: &str, file: &Path) -> Result<Board,
         name,
         description: raw.board.description,
         target,
-        deploy: raw.deploy.map(|d| Deploy { host: d.host, prefix: d.prefix }),
+        deploy: raw.deploy.map(|d| Deploy { host: d.host, prefix: d.prefix, linker: d.linker }),
         homeassistant,
         broker,
         gateway,

@@ -4,6 +4,7 @@
 //! by value. The real backends wrap linux-embedded-hal; the mock backends host simulated chips
 //! in-process so that mock mode runs the real driver code unchanged.
 
+pub mod can;
 mod host;
 pub mod i2c;
 pub mod mock_i2c;

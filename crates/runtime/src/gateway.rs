@@ -7,25 +7,17 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use device::Description;
-use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS};
 use schema::payload::{Payload, measurements};
-use schema::topic::{DeviceTopics, GatewayTopics};
-use schema::{
-    Availability, Command, CommandError, ErrorKind, Health, Online, Reading, Reply, ReplyError, Status, Version,
-};
+use schema::topic::DeviceTopics;
+use schema::{Availability, Command, CommandError, ErrorKind, Online, Reading, Reply, ReplyError, Version};
 use tokio::sync::mpsc;
 
-use crate::backoff::Backoff;
 use crate::bus::{BusEvent, BusWorker, CommandFailure, DeviceId, Hosted, Job, RetryPolicy, SimControl};
-use crate::outbox::{Message, Outbox};
-use crate::session::{self, SessionEvent};
+use crate::link::{HealthFigures, Link};
 
 /// What a gateway needs to know besides its devices; usually built with [`Settings::from_board`].
 #[derive(Debug, Clone)]
@@ -116,42 +108,19 @@ struct Entry {
     online: bool,
 }
 
-/// The latest payload of a retained topic, republished after a reconnect because the broker
-/// may have restarted and lost it.
-struct Retained {
-    payload: Bytes,
-    qos: QoS,
-    /// Not yet sent to the broker of the current connection.
-    pending: bool,
-}
-
 struct Gateway {
     settings: Settings,
-    topics: GatewayTopics,
     devices: Vec<Vec<Entry>>,
     by_set_topic: HashMap<String, DeviceId>,
     by_sim_topic: HashMap<String, DeviceId>,
     jobs: Vec<std_mpsc::SyncSender<Job>>,
-    client: AsyncClient,
-    connected: bool,
-    /// Messages waiting for the broker; bounded, drops the oldest.
-    outbox: Outbox,
-    retained: HashMap<String, Retained>,
-    /// Set after a connect until every pending retained topic has been republished.
-    republish: bool,
+    link: Link,
     /// Home Assistant discovery topics this gateway publishes (empty when discovery is off);
     /// other configs in its namespace belong to removed devices and are cleared.
     discovery: std::collections::HashSet<String>,
-    /// Set when rumqttc's request queue was full, so the session task wakes us on progress.
-    wake_on_progress: Arc<AtomicBool>,
-    /// Filters not yet subscribed on the current connection (retried until rumqttc takes them).
-    unsubscribed: Vec<String>,
     counters: Counters,
     started: Instant,
 }
-
-/// Capacity of rumqttc's request queue. Messages beyond it wait in the outbox.
-const REQUEST_QUEUE: usize = 512;
 
 /// Runs a gateway until `shutdown` completes; returns its counters.
 pub async fn run(
@@ -159,7 +128,6 @@ pub async fn run(
     buses: Vec<Bus>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Counters, RuntimeError> {
-    let topics = GatewayTopics::new(&settings.board, &settings.gateway);
     let (bus_events_tx, mut bus_events) = mpsc::channel(1024);
     let mut devices = Vec::new();
     let mut by_set_topic = HashMap::new();
@@ -211,41 +179,26 @@ pub async fn run(
     }
     drop(bus_events_tx);
 
-    let mut options = mqtt_options(&settings, &topics);
-    if let Some(path) = &settings.password_file {
-        options.set_credentials(settings.gateway.clone(), read_password(path)?);
+    let mut filters = vec![schema::topic::command_filter(&settings.board, &settings.bus_kind)];
+    if !by_sim_topic.is_empty() {
+        filters.push(schema::topic::sim_filter(&settings.board, &settings.bus_kind));
     }
-    let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
-    let (session_tx, mut session_events) = mpsc::channel(256);
-    let wake_on_progress = Arc::new(AtomicBool::new(false));
-    let session = tokio::spawn(session::drive(
-        eventloop,
-        session_tx,
-        Backoff::new(settings.reconnect_min, settings.reconnect_max),
-        wake_on_progress.clone(),
-    ));
-
+    if let Some(prefix) = &settings.homeassistant {
+        // To clear the discovery configs of removed devices.
+        filters.push(schema::homeassistant::config_filter(prefix));
+    }
+    let mut link = Link::start(&settings, filters)?;
     // Discovery configs are retained topics like any other: published on every connect.
-    let retained = discovery
-        .iter()
-        .map(|(topic, payload)| {
-            (topic.clone(), Retained { payload: Bytes::from(payload.clone()), qos: QoS::AtLeastOnce, pending: true })
-        })
-        .collect();
+    for (topic, payload) in &discovery {
+        link.set_retained(topic.clone(), payload.clone());
+    }
     let mut gateway = Gateway {
         discovery: discovery.into_iter().map(|(topic, _)| topic).collect(),
-        outbox: Outbox::new(settings.outbox_capacity),
-        topics,
         devices,
         by_set_topic,
         by_sim_topic,
         jobs,
-        client,
-        connected: false,
-        retained,
-        republish: false,
-        unsubscribed: Vec::new(),
-        wake_on_progress,
+        link,
         counters: Counters::default(),
         started: Instant::now(),
         settings,
@@ -259,7 +212,7 @@ pub async fn run(
         tokio::select! {
             () = &mut shutdown => break,
             Some(event) = bus_events.recv() => gateway.on_bus_event(event),
-            Some(event) = session_events.recv() => gateway.on_session_event(event),
+            Some(publish) = gateway.link.recv() => gateway.on_command(&publish),
             _ = health.tick() => gateway.publish_health(),
         }
     }
@@ -274,44 +227,9 @@ pub async fn run(
     drop(bus_events);
     // The bus threads finish their current transfer; wait for them off the async threads.
     let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
-    gateway.stop(session, &mut session_events).await;
-    Ok(gateway.final_counters())
-}
-
-/// The gateway's broker password, from a file only its owner can read (made at install time by
-/// `broker gen-password`).
-fn read_password(path: &std::path::Path) -> Result<String, RuntimeError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let error = |message: String| RuntimeError::Credentials { path: path.to_owned(), message };
-    let mode = std::fs::metadata(path).map_err(|e| error(e.to_string()))?.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(error(format!("mode {:o} lets others read it; chmod 600", mode & 0o777)));
-    }
-    let password = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-    Ok(password.trim_end().to_owned())
-}
-
-fn mqtt_options(settings: &Settings, topics: &GatewayTopics) -> MqttOptions {
-    let mut options =
-        MqttOptions::new(settings.client_id.clone(), settings.broker.ip().to_string(), settings.broker.port());
-    options.set_keep_alive(settings.keep_alive);
-    // Every connect is a new session: the gateway subscribes and republishes after each
-    // CONNACK, and keeps unacknowledged messages itself (see session.rs).
-    options.set_clean_session(true);
-    options.set_inflight(100);
-    // Commands are small and refused above 4 KiB, but a large publish on a command topic must
-    // not break the connection: accept up to the broker's largest payload.
-    options.set_max_packet_size(1024 * 1024, 1024 * 1024);
-    let will = Status {
-        v: Version,
-        ts: schema::now(),
-        state: Online::Offline,
-        gateway: settings.gateway.clone(),
-        version: settings.version.clone(),
-        reason: Some("connection lost".into()),
-    };
-    options.set_last_will(LastWill::new(topics.status(), will.to_json(), QoS::AtLeastOnce, true));
-    options
+    let counters = gateway.final_counters();
+    gateway.link.stop().await;
+    Ok(counters)
 }
 
 impl Gateway {
@@ -381,49 +299,6 @@ impl Gateway {
         self.send(topic, payload.to_json(), true);
     }
 
-    fn on_session_event(&mut self, event: SessionEvent) {
-        match event {
-            SessionEvent::Connected { session_present } => {
-                if self.counters.reconnects > 0 || self.connected {
-                    tracing::info!("reconnected to the broker");
-                }
-                self.connected = true;
-                self.counters.reconnects += 1;
-                if !session_present {
-                    self.unsubscribed = self.filters();
-                }
-                let status = Status {
-                    v: Version,
-                    ts: schema::now(),
-                    state: Online::Online,
-                    gateway: self.settings.gateway.clone(),
-                    version: self.settings.version.clone(),
-                    reason: None,
-                };
-                let topic = self.topics.status();
-                let online = Retained { payload: status.to_json().into(), qos: QoS::AtLeastOnce, pending: true };
-                self.retained.insert(topic.clone(), online);
-                // The broker may have restarted empty: every retained topic goes out again.
-                for retained in self.retained.values_mut() {
-                    retained.pending = true;
-                }
-                self.republish = true;
-                // Status goes first, ahead of the outbox, so consumers know the gateway is back.
-                self.hand_over_retained(&topic);
-                self.drain();
-            }
-            SessionEvent::Disconnected { error, unsent } => {
-                if self.connected {
-                    tracing::warn!(%error, requeued = unsent.len(), "lost the broker; keeping messages in the outbox");
-                }
-                self.connected = false;
-                self.outbox.requeue(unsent.into_iter());
-            }
-            SessionEvent::Incoming(publish) => self.on_command(&publish),
-            SessionEvent::Progress => self.drain(),
-        }
-    }
-
     /// Clears a discovery config in this gateway's namespace that it no longer publishes: the
     /// device was removed from the board file.
     fn on_discovery_config(&mut self, publish: &rumqttc::Publish) {
@@ -432,11 +307,7 @@ impl Gateway {
             schema::homeassistant::is_ours(prefix, &self.settings.board, &self.settings.bus_kind, &publish.topic);
         if ours && !publish.payload.is_empty() && !self.discovery.contains(&publish.topic) {
             tracing::info!(topic = %publish.topic, "clearing the discovery config of a removed device");
-            let clear =
-                Message { topic: publish.topic.clone(), payload: Bytes::new(), qos: QoS::AtLeastOnce, retain: true };
-            if let Err(message) = self.hand_over(clear) {
-                self.outbox.push(message);
-            }
+            self.link.clear_retained(publish.topic.clone());
         }
     }
 
@@ -458,7 +329,7 @@ impl Gateway {
             Ok((command, args))
         });
         let parsed = parsed.and_then(|(command, args)| {
-            refuse_retained(publish, &command)?;
+            CommandError::check_not_retained(&command, publish.retain)?;
             Ok((command, args))
         });
         match parsed {
@@ -497,7 +368,7 @@ impl Gateway {
         let Some((sim, description)) = &mut entry.sim else { return };
         let parsed = Command::parse(&publish.payload).and_then(|command| {
             let args = command.args_for(description)?;
-            refuse_retained(publish, &command)?;
+            CommandError::check_not_retained(&command, publish.retain)?;
             Ok((command, args))
         });
         let (command, args) = match parsed {
@@ -528,188 +399,29 @@ impl Gateway {
         self.send(topic, reply.to_json(), false);
     }
 
-    /// Publishes a QoS 1 message now if possible, else keeps it in the outbox.
     fn send(&mut self, topic: String, payload: Vec<u8>, retain: bool) {
-        let payload = Bytes::from(payload);
-        if retain {
-            // Pending until handed over: if the outbox drops it, the next drain republishes it.
-            let retained = Retained { payload: payload.clone(), qos: QoS::AtLeastOnce, pending: true };
-            self.retained.insert(topic.clone(), retained);
-            self.republish = true;
-        }
-        let message = Message { topic, payload, qos: QoS::AtLeastOnce, retain };
-        if self.connected && self.outbox.is_empty() {
-            if let Err(message) = self.hand_over(message) {
-                self.outbox.push(message);
-            }
-        } else {
-            self.outbox.push(message);
-        }
-    }
-
-    /// Gives a message to rumqttc; returns it if rumqttc's queue is full.
-    fn hand_over(&mut self, message: Message) -> Result<(), Message> {
-        match self.client.try_publish(message.topic.as_str(), message.qos, message.retain, message.payload.clone()) {
-            Ok(()) => {
-                self.counters.messages_out += 1;
-                if message.retain
-                    && let Some(retained) = self.retained.get_mut(&message.topic)
-                    && retained.payload == message.payload
-                {
-                    retained.pending = false;
-                }
-                Ok(())
-            }
-            Err(_) => {
-                self.wake_on_progress.store(true, Ordering::Release);
-                Err(message)
-            }
-        }
-    }
-
-    fn hand_over_retained(&mut self, topic: &str) -> bool {
-        let Some(retained) = self.retained.get(topic) else { return true };
-        let message =
-            Message { topic: topic.to_owned(), payload: retained.payload.clone(), qos: retained.qos, retain: true };
-        self.hand_over(message).is_ok()
-    }
-
-    /// What the gateway subscribes to: its devices' commands, their simulation controls (mock
-    /// buses), and Home Assistant's discovery configs (to clear those of removed devices).
-    fn filters(&self) -> Vec<String> {
-        let (board, kind) = (&self.settings.board, &self.settings.bus_kind);
-        let mut filters = vec![schema::topic::command_filter(board, kind)];
-        if !self.by_sim_topic.is_empty() {
-            filters.push(schema::topic::sim_filter(board, kind));
-        }
-        if let Some(prefix) = &self.settings.homeassistant {
-            filters.push(schema::homeassistant::config_filter(prefix));
-        }
-        filters
-    }
-
-    /// Subscribes, sends the outbox, then republishes retained topics the broker has not had
-    /// since connect.
-    fn drain(&mut self) {
-        while self.connected {
-            let Some(filter) = self.unsubscribed.first() else { break };
-            if self.client.try_subscribe(filter.clone(), QoS::AtLeastOnce).is_err() {
-                self.wake_on_progress.store(true, Ordering::Release);
-                return;
-            }
-            self.unsubscribed.remove(0);
-        }
-        while self.connected {
-            let Some(message) = self.outbox.pop() else { break };
-            if let Err(message) = self.hand_over(message) {
-                self.outbox.unpop(message);
-                return;
-            }
-        }
-        if self.connected && self.republish {
-            let pending: Vec<String> =
-                self.retained.iter().filter(|(_, r)| r.pending).map(|(t, _)| t.clone()).collect();
-            for topic in pending {
-                if !self.hand_over_retained(&topic) {
-                    return;
-                }
-            }
-            self.republish = false;
-        }
+        self.link.publish(topic, payload, retain);
     }
 
     fn final_counters(&self) -> Counters {
-        Counters { dropped: self.outbox.dropped(), ..self.counters.clone() }
+        Counters {
+            messages_out: self.link.messages_out(),
+            dropped: self.link.dropped(),
+            reconnects: self.link.connects(),
+            ..self.counters.clone()
+        }
     }
 
     fn publish_health(&mut self) {
-        if !self.connected {
-            return;
-        }
         let online = self.devices.iter().flatten().filter(|e| e.online).count();
-        let counters = self.final_counters();
-        let health = Health {
-            v: Version,
-            ts: schema::now(),
-            gateway: self.settings.gateway.clone(),
-            uptime_s: self.started.elapsed().as_secs(),
-            messages_out: counters.messages_out,
-            commands_in: counters.commands_in,
-            errors: counters.errors,
-            dropped: counters.dropped,
-            outbox_len: self.outbox.len() as u64,
-            reconnects: counters.reconnects.saturating_sub(1),
+        let figures = HealthFigures {
+            commands_in: self.counters.commands_in,
+            errors: self.counters.errors,
             devices_online: online as u64,
             devices_total: self.by_set_topic.len() as u64,
         };
-        let message = Message {
-            topic: self.topics.health(),
-            payload: health.to_json().into(),
-            qos: QoS::AtMostOnce,
-            retain: true,
-        };
-        // Health is a snapshot: if it cannot go now, the next tick sends a fresher one.
-        let _ = self.hand_over(message);
+        self.link.publish_health(self.started, figures);
     }
-
-    /// Says goodbye: retained offline status, then a clean disconnect (so the broker does not
-    /// send the last will).
-    async fn stop(&mut self, session: tokio::task::JoinHandle<()>, events: &mut mpsc::Receiver<SessionEvent>) {
-        if self.connected {
-            self.drain();
-            let status = Status {
-                v: Version,
-                ts: schema::now(),
-                state: Online::Offline,
-                gateway: self.settings.gateway.clone(),
-                version: self.settings.version.clone(),
-                reason: Some("stopped".into()),
-            };
-            let message = Message {
-                topic: self.topics.status(),
-                payload: status.to_json().into(),
-                qos: QoS::AtLeastOnce,
-                retain: true,
-            };
-            let _ = self.hand_over(message);
-            let _ = self.client.try_disconnect();
-        }
-        let abort = session.abort_handle();
-        // Keep reading the session's events meanwhile, so it never blocks on a full channel
-        // before it has sent the DISCONNECT.
-        let closed = async {
-            tokio::pin!(session);
-            loop {
-                tokio::select! {
-                    _ = &mut session => return,
-                    event = events.recv() => if event.is_none() {
-                        let _ = (&mut session).await;
-                        return;
-                    },
-                }
-            }
-        };
-        if tokio::time::timeout(Duration::from_secs(2), closed).await.is_err() {
-            tracing::warn!(connected = self.connected, "the MQTT connection did not close in time");
-            abort.abort();
-        }
-    }
-}
-
-/// A retained command would run again at every gateway restart and resubscribe.
-fn refuse_retained(publish: &rumqttc::Publish, command: &Command) -> Result<(), CommandError> {
-    if !publish.retain {
-        return Ok(());
-    }
-    Err(CommandError {
-        kind: ErrorKind::InvalidCommand,
-        message: "commands must not be published with the retain flag".into(),
-        field: None,
-        expected: Some("retain = false".into()),
-        got: Some("retain = true".into()),
-        id: command.id.clone(),
-        action: Some(command.action.clone()),
-    })
 }
 
 fn failure_to_error(failure: CommandFailure) -> ReplyError {
@@ -722,28 +434,4 @@ fn failure_to_error(failure: CommandFailure) -> ReplyError {
         CommandFailure::Device(error) => (ErrorKind::DeviceError, error.to_string()),
     };
     ReplyError { kind, message, field: None, expected: None, got: None }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
-mod tests {
-    use std::os::unix::fs::PermissionsExt as _;
-
-    use super::*;
-
-    #[test]
-    fn a_password_file_others_can_read_is_refused() {
-        let dir = std::env::temp_dir().join(format!("busgate-password-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("i2c-gateway.password");
-        std::fs::write(&path, "secret\n").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(read_password(&path).unwrap(), "secret");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let error = read_password(&path).unwrap_err().to_string();
-        assert!(error.contains("mode 644 lets others read it"), "{error}");
-        let error = read_password(&dir.join("missing")).unwrap_err().to_string();
-        assert!(error.starts_with("password file "), "{error}");
-        std::fs::remove_dir_all(dir).unwrap();
-    }
 }

@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod bus;
 pub mod cli;
 mod gateway;
+pub mod link;
 pub mod outbox;
 pub mod registry;
 mod session;

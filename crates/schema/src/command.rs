@@ -56,6 +56,24 @@ impl CommandError {
         }
     }
 
+    /// An error about a command that was read, carrying its id and action for the reply.
+    pub fn about(command: &Command, kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { id: command.id.clone(), action: Some(command.action.clone()), ..Self::new(kind, message) }
+    }
+
+    /// A command published with the retain flag would run again at every gateway restart and
+    /// resubscription, so it is refused.
+    pub fn check_not_retained(command: &Command, retain: bool) -> Result<(), CommandError> {
+        if !retain {
+            return Ok(());
+        }
+        Err(CommandError {
+            expected: Some("retain = false".into()),
+            got: Some("retain = true".into()),
+            ..Self::about(command, ErrorKind::InvalidCommand, "commands must not be published with the retain flag")
+        })
+    }
+
     /// The error part of the reply.
     pub fn to_reply_error(&self) -> ReplyError {
         ReplyError {

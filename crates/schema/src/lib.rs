@@ -7,6 +7,7 @@
 
 pub mod acl;
 pub mod broker;
+pub mod can;
 pub mod command;
 pub mod homeassistant;
 pub mod payload;

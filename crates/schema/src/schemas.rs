@@ -4,6 +4,7 @@
 
 use schemars::{JsonSchema, generate::SchemaSettings};
 
+use crate::can::{CanBusState, CanFrame, CanMessage};
 use crate::payload::{Availability, CommandPayload, Health, JournalEntry, Reading, Reply, Status};
 
 fn schema_of<T: JsonSchema>() -> serde_json::Value {
@@ -21,6 +22,9 @@ pub fn all() -> Vec<(&'static str, serde_json::Value)> {
         ("status.json", schema_of::<Status>()),
         ("health.json", schema_of::<Health>()),
         ("journal.json", schema_of::<JournalEntry>()),
+        ("can-message.json", schema_of::<CanMessage>()),
+        ("can-frame.json", schema_of::<CanFrame>()),
+        ("can-bus.json", schema_of::<CanBusState>()),
     ]
 }
 

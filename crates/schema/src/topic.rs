@@ -212,6 +212,46 @@ pub const TOPICS: &[TopicDoc] = &[
         schema: "health.json",
         meaning: "gateway counters: uptime, messages out, errors, dropped, outbox length, devices online",
     },
+    TopicDoc {
+        pattern: "busgate/{board}/can/{bus}/{message}/state",
+        direction: Direction::FromGateway,
+        retained: true,
+        qos: 1,
+        schema: "can-message.json",
+        meaning: "a DBC message decoded: signals with physical value, unit and value-table label; published by the bus's publish policy",
+    },
+    TopicDoc {
+        pattern: "busgate/{board}/can/{bus}/{message}/set",
+        direction: Direction::ToGateway,
+        retained: false,
+        qos: 1,
+        schema: "command.json",
+        meaning: "action `send`: encode the message from signal values by name (numbers or labels) and send it; answered on `{message}/reply`",
+    },
+    TopicDoc {
+        pattern: "busgate/{board}/can/{bus}/id-{ID}/state",
+        direction: Direction::FromGateway,
+        retained: true,
+        qos: 1,
+        schema: "can-frame.json",
+        meaning: "a raw frame (ID in hex as candump writes it, e.g. `id-123`, `id-18FEF100`), when the bus's `raw` setting asks for it",
+    },
+    TopicDoc {
+        pattern: "busgate/{board}/can/{bus}/bus/state",
+        direction: Direction::FromGateway,
+        retained: true,
+        qos: 1,
+        schema: "can-bus.json",
+        meaning: "the bus state (error_active, error_passive, bus_off, down) and frame counters; the bus's availability is on `bus/availability`",
+    },
+    TopicDoc {
+        pattern: "busgate/{board}/can/{bus}/bus/set",
+        direction: Direction::ToGateway,
+        retained: false,
+        qos: 1,
+        schema: "command.json",
+        meaning: "action `send_raw` (id, extended, fd, brs, rtr, data as hex), allowed when the board says `raw_send = true`; answered on `bus/reply`",
+    },
 ];
 
 /// The topic table as Markdown, as it stands in `docs/topics.md`.
@@ -284,10 +324,26 @@ mod tests {
                 .replace("{bus}", "u")
                 .replace("{device}", "d")
                 .replace("{gateway}", "g-gateway")
+                .replace("{message}", "M")
+                .replace("{ID}", "123")
         };
         let t = DeviceTopics::new("b", "k", "u", "d");
         let g = GatewayTopics::new("b", "g-gateway");
-        let built = [t.state(), t.set(), t.reply(), t.availability(), t.sim(), g.status(), g.health()];
+        let can = crate::can::CanTopics::new("b", "u");
+        let built = [
+            t.state(),
+            t.set(),
+            t.reply(),
+            t.availability(),
+            t.sim(),
+            g.status(),
+            g.health(),
+            can.message("M").state(),
+            can.message("M").set(),
+            can.frame(0x123, false),
+            can.bus().state(),
+            can.bus().set(),
+        ];
         let documented: Vec<String> = TOPICS.iter().map(|doc| fill(doc.pattern)).collect();
         assert_eq!(documented, built);
     }

@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod gateway;
+pub mod vm;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -56,7 +56,7 @@ fn sim_board_is_mocked_on_loopback() {
     assert!(board.buses.iter().all(|bus| bus.mock));
     assert!(board.broker.listeners.iter().all(|l| l.address.ip().is_loopback()));
     assert_eq!(board.gateway.broker.to_string(), "127.0.0.1:1883");
-    assert_eq!(board.gateway_kinds(), vec![BusKind::I2c, BusKind::Spi]);
+    assert_eq!(board.gateway_kinds(), vec![BusKind::I2c, BusKind::Spi, BusKind::Can]);
     assert_eq!(board.devices_on("i2c1").count(), 3);
     let supply = board.devices.iter().find(|d| d.name == "supply").unwrap();
     assert_eq!(supply.options.float_or("shunt_ohms", 0.0), Ok(0.1));
@@ -70,6 +70,15 @@ fn rpi4_board_uses_the_real_bus() {
     assert!(!board.buses[0].mock);
     assert!(matches!(board.broker.journal.output, JournalOutput::File { .. }));
     assert_eq!(board.deploy.as_ref().unwrap().host, "pi@raspberrypi.local");
+    assert_eq!(board.deploy.as_ref().unwrap().linker, None);
+}
+
+#[test]
+fn deploy_section_may_name_a_linker() {
+    let text = format!("{MINIMAL}\n[deploy]\nhost = \"root@board\"\nlinker = \"clang-aarch64\"\n");
+    let board = Board::parse(&text, Path::new("x.toml")).unwrap();
+    let deploy = board.deploy.unwrap();
+    assert_eq!((deploy.prefix.as_str(), deploy.linker.as_deref()), ("/opt/busgate", Some("clang-aarch64")));
 }
 
 #[test]
@@ -245,4 +254,64 @@ fn settings_of_the_other_bus_kind_are_refused() {
         "device[0].chip_select",
         "is an SPI setting",
     );
+}
+
+const CAN: &str = r#"
+[board]
+name = "test"
+target = "x86_64-unknown-linux-gnu"
+
+[[bus]]
+name = "can0"
+kind = "can"
+mock = true
+dbc = ["dbc/a.dbc", "/abs/b.dbc"]
+filters = [{ id = 0x100, mask = 0x700 }, { id = 0x18FEF100 }]
+[bus.publish]
+mode = "on_change"
+heartbeat_ms = 2000
+[bus.messages.Engine]
+min_interval_ms = 100
+[bus.messages.Engine.signals.Counter]
+mode = "ignore"
+"#;
+
+#[test]
+fn can_buses_have_dbc_files_filters_and_policies() {
+    use board::can::{Mode, RawFrames};
+    let board = Board::parse(CAN, Path::new("boards/x.toml")).unwrap();
+    assert_eq!(board.gateway_kinds(), vec![BusKind::Can], "a CAN bus needs no [[device]]");
+    let can = board.buses[0].can.as_ref().unwrap();
+    assert_eq!(can.interface, "can0", "the bus name by default");
+    assert_eq!(can.dbc, [Path::new("boards/dbc/a.dbc"), Path::new("/abs/b.dbc")], "relative to the board file");
+    assert_eq!((can.filters[0].mask, can.filters[0].extended), (0x700, false));
+    assert!(can.filters[1].extended, "ids above 0x7FF are 29-bit");
+    assert_eq!(can.raw, RawFrames::Unknown);
+    // Policies inherit: bus -> message -> signal.
+    let engine = can.policy("Engine", "Speed");
+    assert_eq!((engine.mode, engine.min_interval_ms, engine.heartbeat_ms), (Mode::OnChange, 100, 2000));
+    let counter = can.policy("Engine", "Counter");
+    assert_eq!((counter.mode, counter.min_interval_ms), (Mode::Ignore, 100));
+    assert_eq!(can.policy("Other", "X").min_interval_ms, 0);
+}
+
+#[test]
+fn can_settings_are_checked() {
+    let bus =
+        "[board]\nname = \"t\"\ntarget = \"x86_64-unknown-linux-gnu\"\n[[bus]]\nname = \"can0\"\nkind = \"can\"\n";
+    check_error(&format!("{bus}mock = true\ndata_bitrate = 2000000\n"), 8, "bus[0].data_bitrate", "needs fd = true");
+    check_error(&format!("{bus}mock = true\nbitrate = 5000000\n"), 8, "bus[0].bitrate", "outside 10000 to 1000000");
+    check_error(&format!("{bus}replay = \"x.log\"\n"), 7, "bus[0].replay", "needs a mock bus");
+    check_error(
+        &format!("{bus}mock = true\nfilters = [{{ id = 0x800, extended = false }}]\n"),
+        8,
+        "bus[0].filters[0].id",
+        "not a 11-bit identifier",
+    );
+    check_error(&format!("{bus}mock = true\n[bus.publish]\nmode = \"sometimes\"\n"), 9, "(syntax)", "unknown variant");
+    check_error(&format!("{bus}path = \"/dev/can0\"\n"), 5, "bus[0].path", "interface");
+    let i2c = MINIMAL.replace("mock = true", "mock = true\ndbc = [\"a.dbc\"]");
+    check_error(&i2c, 10, "bus[0].dbc", "CAN setting");
+    let device = format!("{bus}mock = true\n[[device]]\nname = \"x\"\nbus = \"can0\"\ndriver = \"bme280\"\n");
+    check_error(&device, 10, "device[0].bus", "DBC files");
 }

@@ -1,0 +1,166 @@
+//! `cargo xtask build --board NAME [--release]`: the broker and the board's gateways for the
+//! board's target triple, stripped, with their sizes.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::target::{Target, Toolchain, on_path};
+use crate::{cargo, load_board, root, run_step};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub board: String,
+    pub release: bool,
+}
+
+impl Options {
+    pub fn parse(args: &[String]) -> anyhow::Result<Options> {
+        let mut options = Options { board: "sim".into(), release: false };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--board" => options.board = args.next().context("--board needs a board name")?.clone(),
+                "--release" => options.release = true,
+                other => bail!("unknown option {other:?} for build"),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// What a build produced.
+#[derive(Debug)]
+pub struct Built {
+    pub board: board::Board,
+    pub target: Target,
+    /// Stripped copies of the binaries, `target/busgate/BOARD/PROFILE/NAME`.
+    pub binaries: Vec<PathBuf>,
+}
+
+/// The binaries a board runs: the broker and one gateway per bus kind in use.
+pub fn binaries(board: &board::Board) -> Vec<&'static str> {
+    let mut names = vec!["broker"];
+    names.extend(board.gateway_kinds().into_iter().map(|kind| kind.gateway()));
+    names
+}
+
+pub fn build(options: &Options) -> anyhow::Result<Built> {
+    let board = load_board(&options.board)?;
+    let mut toolchain = Toolchain::current()?;
+    let linker = board.deploy.as_ref().and_then(|deploy| deploy.linker.as_deref());
+    let target = Target::new(&board.target, &toolchain.host, linker)?;
+    let native = target.is_native(&toolchain.host);
+
+    let linker_variable = target.linker_variable();
+    let user_linker = std::env::var_os(&linker_variable).is_some();
+    let linker_missing = !user_linker && target.linker.as_deref().is_some_and(|linker| !on_path(linker));
+    if !native && !toolchain.has_std(&target.triple) {
+        toolchain = debian_fallback(&toolchain, &target).with_context(|| {
+            let mut advice = toolchain.std_advice(&target);
+            if linker_missing {
+                advice.push_str(&format!("\nand the linker: apt-get install {}", target.linker_package));
+            }
+            advice
+        })?;
+    }
+    if let (Some(linker), true) = (&target.linker, linker_missing) {
+        bail!(
+            "the linker for {} ({linker}) is not installed: apt-get install {}\n(or name another one with {linker_variable}, \
+             or `linker` in the board's [deploy] section)",
+            target.triple,
+            target.linker_package
+        );
+    }
+
+    let names = binaries(&board);
+    let mut command = cargo();
+    command.arg("build");
+    for name in &names {
+        command.args(["--package", name]);
+    }
+    if options.release {
+        command.arg("--release");
+    }
+    if !native {
+        command.args(["--target", &target.triple]);
+    }
+    if toolchain.from_env {
+        command.env("RUSTC", &toolchain.rustc);
+    }
+    if let (Some(linker), false) = (&target.linker, user_linker) {
+        command.env(&linker_variable, linker);
+    }
+    let profile = if options.release { "release" } else { "debug" };
+    run_step(
+        command,
+        &format!("building {} for {} ({profile}, {})", names.join(", "), target.triple, toolchain.version),
+    )?;
+
+    let mut out = root().join("target");
+    if !native {
+        out.push(&target.triple);
+    }
+    out.push(profile);
+    let bin = root().join("target/busgate").join(&board.name).join(profile);
+    std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
+    let mut binaries = Vec::new();
+    for name in &names {
+        let built = out.join(name);
+        let copy = bin.join(name);
+        // Copied rather than hard-linked, so that stripping leaves cargo's file alone.
+        let _ = std::fs::remove_file(&copy);
+        std::fs::copy(&built, &copy).with_context(|| format!("copying {}", built.display()))?;
+        strip(&target, &copy)?;
+        binaries.push(copy);
+    }
+    print_sizes(&target.triple, &binaries)?;
+    Ok(Built { board, target, binaries })
+}
+
+/// Debian's toolchain (`/usr/bin/rustc`, from rustc-web or rustc) when the default one lacks
+/// the target's standard library but Debian's has it, as on machines where rustup cannot
+/// download targets.
+fn debian_fallback(toolchain: &Toolchain, target: &Target) -> anyhow::Result<Toolchain> {
+    let debian = Path::new("/usr/bin/rustc");
+    if toolchain.from_env || toolchain.rustc == debian || !debian.exists() {
+        bail!("no standard library for {}", target.triple);
+    }
+    let candidate = Toolchain::at(debian, true)?;
+    if !candidate.has_std(&target.triple) {
+        bail!("no standard library for {} in {} either", target.triple, debian.display());
+    }
+    eprintln!(
+        "xtask: {} has no standard library for {}; using {} ({}) instead",
+        toolchain.version,
+        target.triple,
+        candidate.rustc.display(),
+        candidate.version
+    );
+    Ok(candidate)
+}
+
+/// Strips symbols and debug information with the target's `strip`, when it is installed (the
+/// release profile already strips symbols at link time; debug builds keep theirs otherwise).
+fn strip(target: &Target, binary: &Path) -> anyhow::Result<()> {
+    if !on_path(&target.strip) {
+        eprintln!("xtask: {} is not installed; {} is left unstripped", target.strip, binary.display());
+        return Ok(());
+    }
+    let mut command = std::process::Command::new(&target.strip);
+    command.arg(binary);
+    let status = command.status().with_context(|| format!("running {}", target.strip))?;
+    if !status.success() {
+        bail!("{} {} failed ({status})", target.strip, binary.display());
+    }
+    Ok(())
+}
+
+fn print_sizes(triple: &str, binaries: &[PathBuf]) -> anyhow::Result<()> {
+    println!("{triple}, stripped:");
+    for binary in binaries {
+        let bytes = std::fs::metadata(binary).with_context(|| format!("reading {}", binary.display()))?.len();
+        println!("  {:>10} bytes  {:>6.2} MB  {}", bytes, bytes as f64 / 1e6, binary.display());
+    }
+    Ok(())
+}
