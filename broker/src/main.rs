@@ -35,10 +35,15 @@ struct Args {
 enum Tool {
     /// Reads a password from stdin and prints its salted Argon2id hash for `password_hash`.
     HashPassword,
-    /// Writes a new random password to FILE (created, mode 0600) and prints its hash.
+    /// Writes a new random password to FILE (created, mode 0600) and prints its hash, or writes
+    /// it with --hash-out.
     GenPassword {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Also write the hash into FILE (mode 0600), where the broker finds a gateway's hash in
+        /// the credentials directory: `{gateway}.hash` beside `{gateway}.password`.
+        #[arg(long, value_name = "FILE")]
+        hash_out: Option<PathBuf>,
     },
     /// Writes a development CA and a server and a client certificate signed by it into DIR
     /// (ca.pem, server.pem, server.key, client.pem, client.key), for TLS listeners.
@@ -60,8 +65,9 @@ fn tool(tool: Tool) -> anyhow::Result<()> {
             anyhow::ensure!(!password.is_empty(), "an empty password on stdin");
             println!("{}", broker::policy::hash_password(password)?);
         }
-        Tool::GenPassword { out } => {
+        Tool::GenPassword { out, hash_out } => {
             let password = broker::policy::random_password()?;
+            let hash = broker::policy::hash_password(&password)?;
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -69,7 +75,12 @@ fn tool(tool: Tool) -> anyhow::Result<()> {
                 .open(&out)
                 .with_context(|| format!("creating {}", out.display()))?;
             file.write_all(password.as_bytes()).with_context(|| format!("writing {}", out.display()))?;
-            println!("{}", broker::policy::hash_password(&password)?);
+            match hash_out {
+                Some(path) => {
+                    write_private(&path, hash.as_bytes()).with_context(|| format!("writing {}", path.display()))?
+                }
+                None => println!("{hash}"),
+            }
         }
         Tool::GenCerts { out, hosts } => {
             broker::tls::generate_dev_certs(&out, &hosts)
@@ -78,6 +89,18 @@ fn tool(tool: Tool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes a file only its owner can read, replacing any old one at once (a rename).
+fn write_private(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let _ = std::fs::remove_file(&temporary);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
 }
 
 #[tokio::main(worker_threads = 2)]

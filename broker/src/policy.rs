@@ -23,6 +23,8 @@ use board::Board;
 pub enum PolicyError {
     #[error("user {user:?}: password_hash is not a PHC hash string: {error}")]
     Hash { user: String, error: String },
+    #[error("{}: {error}", path.display())]
+    HashFile { path: std::path::PathBuf, error: String },
     #[error("no random numbers from the operating system: {0}")]
     Random(String),
     #[error("cannot hash the password: {0}")]
@@ -56,6 +58,11 @@ pub struct Rules {
 }
 
 impl Rules {
+    fn extend(&mut self, other: Rules) {
+        self.publish.extend(other.publish);
+        self.subscribe.extend(other.subscribe);
+    }
+
     fn restricted(&self) -> bool {
         !self.publish.is_empty() || !self.subscribe.is_empty()
     }
@@ -89,6 +96,38 @@ impl Bound {
     }
 }
 
+fn check_hash(user: &str, hash: &str) -> Result<(), PolicyError> {
+    PasswordHash::new(hash)
+        .map(|_| ())
+        .map_err(|error| PolicyError::Hash { user: user.to_owned(), error: error.to_string() })
+}
+
+/// The rules a user named after one of the board's gateway programs gets on top of its own:
+/// publishing in its subtree, subscribing to its command topics. Nothing for other names.
+fn gateway_rules(board: &Board, user: &str) -> Rules {
+    let prefix = board.homeassistant.as_deref();
+    let mut rules = Rules::default();
+    if let Some(kind) = board.buses.iter().map(|bus| bus.kind).find(|kind| kind.gateway() == user) {
+        rules.publish = schema::acl::gateway_publish(&board.name, kind.as_str(), user, prefix);
+        rules.subscribe = schema::acl::gateway_subscribe(&board.name, kind.as_str(), prefix);
+    }
+    rules
+}
+
+/// The identities whose hashes the installer writes into the board's credentials directory
+/// (`{name}.hash`, beside the gateway's `{name}.password`): one per gateway program, and the
+/// deploy tool's, which may only read the gateways' status.
+fn installed_identities(board: &Board) -> Vec<(String, Rules)> {
+    let mut identities: Vec<(String, Rules)> = board
+        .gateway_kinds()
+        .into_iter()
+        .map(|kind| (kind.gateway().to_owned(), gateway_rules(board, kind.gateway())))
+        .collect();
+    let deploy = Rules { publish: Vec::new(), subscribe: schema::acl::deploy_subscribe(&board.name) };
+    identities.push((schema::acl::DEPLOY_USER.to_owned(), deploy));
+    identities
+}
+
 struct User {
     hash: String,
     rules: Rules,
@@ -115,20 +154,35 @@ impl Policy {
     pub fn from_board(board: &Board) -> Result<Policy, PolicyError> {
         let mut users = HashMap::new();
         for user in &board.broker.users {
-            PasswordHash::new(&user.password_hash)
-                .map_err(|error| PolicyError::Hash { user: user.name.clone(), error: error.to_string() })?;
+            check_hash(&user.name, &user.password_hash)?;
             let mut rules = Rules { publish: user.publish.clone(), subscribe: user.subscribe.clone() };
-            let prefix = board.homeassistant.as_deref();
-            for bus in &board.buses {
-                if bus.kind.gateway() == user.name {
-                    let kind = bus.kind.as_str();
-                    rules.publish.extend(schema::acl::gateway_publish(&board.name, kind, &user.name, prefix));
-                    rules.subscribe.extend(schema::acl::gateway_subscribe(&board.name, kind, prefix));
-                    break;
-                }
-            }
+            rules.extend(gateway_rules(board, &user.name));
             let entry = User { hash: user.password_hash.clone(), rules, verified: Mutex::new(None) };
             users.insert(user.name.clone(), entry);
+        }
+        if let Some(dir) = &board.gateway.credentials_dir {
+            for (name, rules) in installed_identities(board) {
+                if users.contains_key(&name) {
+                    // The board file's own entry wins.
+                    continue;
+                }
+                let path = dir.join(format!("{name}.hash"));
+                let hash = match std::fs::read_to_string(&path) {
+                    Ok(hash) => hash.trim().to_owned(),
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                        tracing::warn!(
+                            user = %name,
+                            path = %path.display(),
+                            "no password hash for this identity: it cannot log in (the deploy installer makes it, \
+                             or run `broker gen-password --out {name}.password --hash-out {name}.hash` in that directory)"
+                        );
+                        continue;
+                    }
+                    Err(error) => return Err(PolicyError::HashFile { path, error: error.to_string() }),
+                };
+                check_hash(&name, &hash).map_err(|error| PolicyError::HashFile { path, error: error.to_string() })?;
+                users.insert(name, User { hash, rules, verified: Mutex::new(None) });
+            }
         }
         Ok(Policy { users, anonymous: Rules::default() })
     }
@@ -191,6 +245,40 @@ mod tests {
         assert!(!rules.may_publish("busgate/b/i2c/i2c1/x/set"));
         assert!(rules.may_subscribe("busgate/b/i2c/+/+/set"));
         assert!(!rules.may_subscribe("#"));
+    }
+
+    #[test]
+    fn the_installed_identities_come_from_the_credentials_directory() {
+        let dir = std::env::temp_dir().join(format!("busgate-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("i2c-gateway.hash"), hash_password("gw").unwrap() + "\n").unwrap();
+        std::fs::write(dir.join("deploy.hash"), hash_password("dp").unwrap()).unwrap();
+        let text = format!(
+            "[board]\nname = \"b\"\ntarget = \"x86_64-unknown-linux-gnu\"\n\
+             [gateway]\ncredentials_dir = \"{}\"\n\
+             [[bus]]\nname = \"i2c1\"\nkind = \"i2c\"\nmock = true\n\
+             [[bus]]\nname = \"spi0\"\nkind = \"spi\"\nmock = true\n\
+             [[device]]\nname = \"t\"\nbus = \"i2c1\"\ndriver = \"bme280\"\naddress = 0x76\n\
+             [[device]]\nname = \"adc\"\nbus = \"spi0\"\ndriver = \"mcp3008\"\nchip_select = 0\n",
+            dir.display()
+        );
+        let policy = Policy::from_board(&Board::parse(&text, Path::new("b.toml")).unwrap()).unwrap();
+        let gateway = policy.login("i2c-gateway", b"gw").unwrap().bind("b-i2c-gateway", Some("i2c-gateway")).unwrap();
+        assert!(gateway.may_publish("busgate/b/i2c/i2c1/t/state"));
+        assert!(!gateway.may_publish("busgate/b/spi/spi0/adc/state"));
+        assert!(gateway.may_subscribe("busgate/b/i2c/+/+/set"));
+        assert_eq!(policy.login("i2c-gateway", b"dp").unwrap_err(), Refusal::BadUserNamePassword);
+        let deploy = policy.login("deploy", b"dp").unwrap().bind("d", Some("deploy")).unwrap();
+        assert!(deploy.may_subscribe("busgate/b/spi-gateway/status"));
+        assert!(!deploy.may_subscribe("busgate/b/#"));
+        assert!(!deploy.may_publish("busgate/b/spi-gateway/status"));
+        // No spi-gateway.hash: that identity is missing, the rest still works.
+        assert_eq!(policy.login("spi-gateway", b"gw").unwrap_err(), Refusal::BadUserNamePassword);
+
+        std::fs::write(dir.join("spi-gateway.hash"), "not a hash").unwrap();
+        let error = Policy::from_board(&Board::parse(&text, Path::new("b.toml")).unwrap()).err().unwrap().to_string();
+        assert!(error.contains("spi-gateway.hash"), "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -104,7 +104,8 @@ pub fn deploy(options: &Options) -> anyhow::Result<()> {
         package.gateways.join(", ")
     );
 
-    let missing = remote.wait_online(&package.board, options.timeout)?;
+    let release = format!("{prefix}/releases/{}", package.version);
+    let missing = remote.wait_online(&package.board, &release, options.timeout)?;
     if missing.is_empty() {
         println!("deployed {} to {} ({}): every gateway is online", package.version, remote.host, package.board.name);
         return Ok(());
@@ -141,7 +142,7 @@ fn roll_back(remote: &Remote, package: &Package, previous: &str, timeout: Durati
     let board_text = remote.run(&format!("cat {}", quote(&format!("{release}/board.toml"))), Stdio::null())?;
     let board =
         board::Board::parse(&board_text, std::path::Path::new(&format!("{}:{release}/board.toml", remote.host)))?;
-    let missing = remote.wait_online(&board, timeout)?;
+    let missing = remote.wait_online(&board, &release, timeout)?;
     if missing.is_empty() {
         eprintln!("xtask: {previous} is running again");
     } else {
@@ -222,7 +223,19 @@ impl Remote {
     }
 
     /// Waits until each gateway's retained status says online; returns those that did not.
-    fn wait_online(&self, board: &board::Board, timeout: Duration) -> anyhow::Result<Vec<String>> {
+    /// `release` is the installed release's directory on the board.
+    fn wait_online(&self, board: &board::Board, release: &str, timeout: Duration) -> anyhow::Result<Vec<String>> {
+        // With a credentials directory the broker wants a login: deploy has its own identity,
+        // allowed to read the status topics and nothing else, made by the installer.
+        let password = match &board.gateway.credentials_dir {
+            None => None,
+            Some(_) => {
+                let output =
+                    self.run(&self.installer(&format!("{release}/install.sh"), "deploy-password"), Stdio::null())?;
+                Some(output.trim().to_owned())
+            }
+        };
+        let login = password.as_deref().map(|password| (schema::acl::DEPLOY_USER, password));
         let gateways = crate::build::binaries(board).into_iter().skip(1);
         let broker = board.gateway.broker;
         let address =
@@ -235,7 +248,7 @@ impl Remote {
         while Instant::now() < deadline && online.iter().any(|up| !up) {
             // Each session hears every retained status again.
             online.fill(false);
-            let mut session = match Session::open(self, &address, &topics) {
+            let mut session = match Session::open(self, &address, login, &topics) {
                 Ok(session) => session,
                 Err(error) => {
                     eprintln!("xtask: {error:#}");
@@ -271,7 +284,12 @@ struct Session {
 }
 
 impl Session {
-    fn open(remote: &Remote, address: &str, topics: &[(String, String)]) -> anyhow::Result<Session> {
+    fn open(
+        remote: &Remote,
+        address: &str,
+        login: Option<(&str, &str)>,
+        topics: &[(String, String)],
+    ) -> anyhow::Result<Session> {
         let mut ssh = remote
             .ssh()
             .arg("-W")
@@ -286,7 +304,7 @@ impl Session {
         let stdout = ssh.stdout.take().context("ssh stdout")?;
         let filters: Vec<String> = topics.iter().map(|(topic, _)| topic.clone()).collect();
         let client_id = format!("busgate-deploy-{}", std::process::id());
-        mqtt::connect_and_subscribe(&mut stdin, &client_id, &filters).context("sending CONNECT")?;
+        mqtt::connect_and_subscribe(&mut stdin, &client_id, login, &filters).context("sending CONNECT")?;
         stdin.flush().context("sending CONNECT")?;
         let (sender, messages) = mpsc::channel();
         std::thread::spawn(move || {

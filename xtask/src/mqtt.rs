@@ -15,13 +15,24 @@ pub struct Message {
     pub payload: Vec<u8>,
 }
 
-/// CONNECT with a clean session, then SUBSCRIBE to `filters` at QoS 0.
-pub fn connect_and_subscribe(stream: &mut impl Write, client_id: &str, filters: &[String]) -> io::Result<()> {
+/// CONNECT with a clean session (and a user name and password when `login` has them), then
+/// SUBSCRIBE to `filters` at QoS 0.
+pub fn connect_and_subscribe(
+    stream: &mut impl Write,
+    client_id: &str,
+    login: Option<(&str, &str)>,
+    filters: &[String],
+) -> io::Result<()> {
     let mut connect = Vec::new();
     put_string(&mut connect, "MQTT");
-    // Protocol level 4 (3.1.1), clean session, keep alive 60 s.
-    connect.extend_from_slice(&[4, 0b0000_0010, 0, 60]);
+    // Protocol level 4 (3.1.1), clean session (and user name and password), keep alive 60 s.
+    let flags = if login.is_some() { 0b1100_0010 } else { 0b0000_0010 };
+    connect.extend_from_slice(&[4, flags, 0, 60]);
     put_string(&mut connect, client_id);
+    if let Some((user, password)) = login {
+        put_string(&mut connect, user);
+        put_string(&mut connect, password);
+    }
     stream.write_all(&packet(0x10, &connect))?;
 
     let mut subscribe = vec![0, 1];
@@ -117,10 +128,19 @@ mod tests {
     #[test]
     fn connect_and_subscribe_bytes() {
         let mut out = Vec::new();
-        connect_and_subscribe(&mut out, "x", &["a/b".to_owned()]).unwrap();
+        connect_and_subscribe(&mut out, "x", None, &["a/b".to_owned()]).unwrap();
         let connect = [0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'x'];
         let subscribe = [0x82, 8, 0, 1, 0, 3, b'a', b'/', b'b', 0];
         assert_eq!(out, [&connect[..], &subscribe[..]].concat());
+    }
+
+    #[test]
+    fn connect_with_a_login() {
+        let mut out = Vec::new();
+        connect_and_subscribe(&mut out, "x", Some(("u", "pw")), &[]).unwrap();
+        let connect =
+            [0x10, 20, 0, 4, b'M', b'Q', b'T', b'T', 4, 0xC2, 0, 60, 0, 1, b'x', 0, 1, b'u', 0, 2, b'p', b'w'];
+        assert_eq!(&out[..connect.len()], &connect[..]);
     }
 
     #[test]

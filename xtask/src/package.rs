@@ -344,6 +344,12 @@ fn gateway_unit(board: &Board, kind: board::BusKind) -> String {
 pub fn install_script(board: &Board, version: &str, units: &[String]) -> String {
     let mut groups: Vec<&str> = board.gateway_kinds().into_iter().flat_map(|kind| access(board, kind).groups).collect();
     groups.dedup();
+    let credentials = board.gateway.credentials_dir.as_ref().map(|dir| dir.display().to_string());
+    let mut identities: Vec<&str> = Vec::new();
+    if credentials.is_some() {
+        identities.extend(board.gateway_kinds().into_iter().map(|kind| kind.gateway()));
+        identities.push(schema::acl::DEPLOY_USER);
+    }
     include_str!("../templates/install.sh")
         .replace("@BOARD@", &board.name)
         .replace("@VERSION@", version)
@@ -351,6 +357,8 @@ pub fn install_script(board: &Board, version: &str, units: &[String]) -> String 
         .replace("@USER@", USER)
         .replace("@GROUPS@", &groups.join(" "))
         .replace("@UNITS@", &units.join(" "))
+        .replace("@CREDENTIALS@", &credentials.unwrap_or_default())
+        .replace("@IDENTITIES@", &identities.join(" "))
 }
 
 /// The short commit hash, with `-dirty` when the tree has uncommitted changes.

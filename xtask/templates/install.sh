@@ -10,6 +10,9 @@
 #   sh install.sh remove    stop and disable the services, remove their units and
 #                           the current link (releases stay)
 #   sh install.sh current   print the active release, or "none"
+#   sh install.sh deploy-password
+#                           print the password deploy logs in with to read the
+#                           gateways' status (boards with a credentials directory)
 #
 # `install` and `activate` print "previous=VERSION" (or "previous=none") first.
 #
@@ -26,6 +29,10 @@ user='@USER@'
 groups='@GROUPS@'
 # Start order: the broker first.
 units='@UNITS@'
+# The board's [gateway] credentials_dir (empty: clients connect anonymously), and the broker
+# identities whose passwords live there: one per gateway, and deploy's.
+credentials='@CREDENTIALS@'
+identities='@IDENTITIES@'
 root=${BUSGATE_ROOT:-}
 systemctl=${BUSGATE_SYSTEMCTL:-systemctl}
 unit_dir="$root/etc/systemd/system"
@@ -76,10 +83,34 @@ prune() {
     done
 }
 
+# Broker passwords, made once per board and kept across releases: each identity gets a random
+# password (read by its gateway) and its Argon2id hash (read by the broker), both mode 0600.
+# Only deploy's password stays root's.
+make_credentials() {
+    [ -n "$credentials" ] || return 0
+    mkdir -p "$credentials"
+    chmod 0700 "$credentials"
+    [ -n "$root" ] || chown "$user" "$credentials"
+    for name in $identities; do
+        password="$credentials/$name.password"
+        hash="$credentials/$name.hash"
+        if [ ! -s "$password" ] || [ ! -s "$hash" ]; then
+            say "making the broker password of $name"
+            rm -f "$password" "$hash"
+            "$here/bin/broker" gen-password --out "$password" --hash-out "$hash"
+        fi
+        if [ -z "$root" ]; then
+            chown "$user" "$hash"
+            [ "$name" = deploy ] || chown "$user" "$password"
+        fi
+    done
+}
+
 activate() {
     previous=$(current)
     echo "previous=$previous"
     create_user
+    make_credentials
     mkdir -p "$unit_dir"
     remove_stale_units
     for unit in $units; do
@@ -125,8 +156,12 @@ remove)
     say "services removed"
     ;;
 current) current ;;
+deploy-password)
+    [ -n "$credentials" ] || { say "this board has no credentials directory"; exit 1; }
+    cat "$credentials/deploy.password"
+    ;;
 *)
-    echo "usage: sh install.sh install|activate|remove|current" >&2
+    echo "usage: sh install.sh install|activate|remove|current|deploy-password" >&2
     exit 2
     ;;
 esac

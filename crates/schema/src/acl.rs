@@ -146,6 +146,15 @@ pub fn gateway_subscribe(board: &str, bus_kind: &str, homeassistant: Option<&str
     rules
 }
 
+/// The identity `cargo xtask deploy` logs in with to see the gateways come online.
+pub const DEPLOY_USER: &str = "deploy";
+
+/// What the deploy identity may subscribe to: the gateways' status, nothing else. It may not
+/// publish at all.
+pub fn deploy_subscribe(board: &str) -> Vec<String> {
+    vec![format!("{ROOT}/{board}/+/status")]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

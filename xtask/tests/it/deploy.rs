@@ -2,9 +2,11 @@
 //! own host key, a throwaway client key, a free port), installing under a temporary root with
 //! a stand-in for systemctl that runs the units' `ExecStart` commands. Four deploys: the first,
 //! the same again, one whose gateways stay offline and one whose restart fails; the last two
-//! must be rolled back.
+//! must be rolled back. The board is closed to anonymous clients: the installer makes every
+//! identity's password, and deploy logs in with its own to read the status.
 
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -125,18 +127,45 @@ fn start_sshd(dir: &Path) -> Board {
     board
 }
 
+/// The return code of the CONNACK the board's broker answers a CONNECT with.
+fn connack_code(board_file: &Path, login: Option<(&str, &str)>) -> u8 {
+    use std::io::{Read as _, Write as _};
+    let text = std::fs::read_to_string(board_file).unwrap();
+    let board = board::Board::parse(&text, board_file).unwrap();
+    let mut stream = TcpStream::connect(board.gateway.broker).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, if login.is_some() { 0xC2 } else { 2 }, 0, 60, 0, 1, b'c'];
+    if let Some((user, password)) = login {
+        for field in [user, password] {
+            body.extend_from_slice(&u16::try_from(field.len()).unwrap().to_be_bytes());
+            body.extend_from_slice(field.as_bytes());
+        }
+    }
+    let mut packet = vec![0x10, u8::try_from(body.len()).unwrap()];
+    packet.extend_from_slice(&body);
+    stream.write_all(&packet).unwrap();
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack).unwrap();
+    assert_eq!(connack[0], 0x20, "not a CONNACK: {connack:?}");
+    connack[3]
+}
+
 fn whoami() -> String {
     String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_owned()
 }
 
-/// The simulated board renamed, on a free broker port, installed inside `dir/root`.
+/// The simulated board renamed, on a free broker port, installed inside `dir/root`, and
+/// closed to anonymous clients as a real board is: every process logs in with a password the
+/// installer makes in `dir/root/etc/busgate/credentials`.
 fn board_file(dir: &Path, extra_gateway: &str) -> PathBuf {
     let port = free_port();
+    let credentials = dir.join("root/etc/busgate/credentials");
     let text = std::fs::read_to_string(root().join("boards/sim.toml"))
         .unwrap()
         .replace("name = \"sim\"", "name = \"deploy-test\"")
         .replace("127.0.0.1:1883", &format!("127.0.0.1:{port}"))
-        .replace("[gateway]\n", &format!("[gateway]\n{extra_gateway}"))
+        .replace("anonymous = true\n", "anonymous = false\n")
+        .replace("[gateway]\n", &format!("[gateway]\ncredentials_dir = \"{}\"\n{extra_gateway}", credentials.display()))
         .replace("enabled = true\noutput = \"stdout\"", "enabled = false\noutput = \"stdout\"")
         + &format!("\n[deploy]\nhost = \"board\"\nprefix = \"{}/root/opt/busgate\"\n", dir.display());
     let path = dir.join("deploy-test.toml");
@@ -224,12 +253,28 @@ fn check_deploys(dir: &Path) {
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("every gateway is online"), "{stdout}");
+    // Each identity got a password and its hash, readable by their owner only; the broker
+    // refuses anyone without them.
+    let credentials = dir.join("root/etc/busgate/credentials");
+    let mut passwords = Vec::new();
+    for name in ["i2c-gateway", "spi-gateway", "can-gateway", "deploy"] {
+        for file in [format!("{name}.password"), format!("{name}.hash")] {
+            let mode = std::fs::metadata(credentials.join(&file)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+        passwords.push(std::fs::read_to_string(credentials.join(format!("{name}.password"))).unwrap());
+    }
+    assert_eq!(connack_code(&good, None), 5, "an anonymous client was let in");
+    assert_eq!(connack_code(&good, Some(("deploy", "wrong"))), 4);
+    assert_eq!(connack_code(&good, Some(("deploy", &passwords[3]))), 0);
 
-    // The same build again: the same version, nothing to undo.
+    // The same build again: the same version, nothing to undo, the same passwords.
     let output = deploy(&dir, &good, "60");
     assert!(output.status.success(), "deploying the same release again failed");
     assert_eq!(current(&dir), first);
     assert!(String::from_utf8_lossy(&output.stderr).contains("is already installed"));
+    let again = std::fs::read_to_string(credentials.join("i2c-gateway.password")).unwrap();
+    assert_eq!(again, passwords[0], "a redeploy changed a password");
 
     // A release whose gateways cannot reach the broker: named, and rolled back.
     let bad = board_file(&dir, &format!("broker = \"127.0.0.1:{}\"\n", free_port()));
