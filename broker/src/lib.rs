@@ -11,9 +11,10 @@
 //! which lets [`tap`] see every PUBLISH exactly as the client sent it, QoS and retain flag
 //! included, for the journal (see [`journal`] for why the router's own view is not enough).
 //!
-//! Authentication, ACLs, TLS and an uplink bridge are not configured yet. They will attach to a
-//! listener by name (rumqttd takes them per server: `ConnectionSettings::auth`,
-//! `ServerSettings::tls`, `Config::bridge`), which is why listeners are named in the board file.
+//! Around rumqttd: [`front`] accepts every listener's clients (TLS in [`tls`]) and relays them to
+//! rumqttd; [`gate`] checks every packet (strict frames in [`frame`], logins and access rules in
+//! [`policy`]); [`retained`] keeps retained messages across restarts; [`uplink`] forwards to an
+//! upstream broker; [`local`] publishes the broker's own health. ARCHITECTURE.md tells why.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -301,6 +302,8 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
         dropped.push(Box::new(move || counter.load(std::sync::atomic::Ordering::Relaxed)));
     }
     let mut uplink_queue: Box<dyn Fn() -> u64 + Send + Sync> = Box::new(|| 0);
+    let uplink_connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut uplink_connected_source = None;
     let mut uplink_task = None;
     if let Some(settings) = &board.broker.uplink {
         let queue = match uplink::Queue::open(settings.queue_path.clone(), settings.max_queue_bytes) {
@@ -316,14 +319,25 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
         dropped.push(Box::new(move || queue_dropped.load(std::sync::atomic::Ordering::Relaxed)));
         let builder = LinkBuilder::new(uplink::CLIENT_ID, router_tx.clone());
         match uplink::Uplink::start(builder, settings.clone(), queue).await {
-            Ok(uplink) => uplink_task = Some(tokio::spawn(uplink.run())),
+            Ok(uplink) => {
+                let connected = uplink.connected.clone();
+                uplink_connected_source = Some(connected);
+                uplink_task = Some(tokio::spawn(uplink.run()));
+            }
             Err(error) => {
                 close(journal, retained);
-                return Err(Error::Internal(format!("the uplink's local link: {error}")));
+                return Err(Error::Internal(format!("the uplink: {error}")));
             }
         }
     }
-    let sources = HealthSources { board: board.name.clone(), counters: counters.clone(), dropped, uplink_queue };
+    let uplink_connected = uplink_connected_source.unwrap_or(uplink_connected);
+    let sources = HealthSources {
+        board: board.name.clone(),
+        counters: counters.clone(),
+        dropped,
+        uplink_queue,
+        uplink_connected,
+    };
     let interval = Duration::from_secs(board.broker.health_interval_s);
     let health = tokio::spawn(local::publish_health(internal, sources, interval));
 

@@ -60,6 +60,8 @@ pub struct HealthSources {
     pub dropped: Vec<Box<dyn Fn() -> u64 + Send + Sync>>,
     /// Messages waiting for the upstream broker.
     pub uplink_queue: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// Whether the uplink is connected to the upstream broker (never without an uplink).
+    pub uplink_connected: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl HealthSources {
@@ -79,6 +81,7 @@ impl HealthSources {
             denied: get(&c.denied_publish) + get(&c.denied_subscribe),
             dropped: self.dropped.iter().map(|source| source()).sum(),
             uplink_queue: (self.uplink_queue)(),
+            uplink_connected: self.uplink_connected.load(Ordering::Relaxed),
         }
     }
 }

@@ -72,6 +72,36 @@ pub fn acceptor(tls: &board::Tls) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The client configuration for the uplink: the upstream broker's certificate must chain to
+/// one of `tls.ca`'s certificates; TLS 1.2 or 1.3, ring provider.
+pub fn uplink_config(tls: &board::UplinkTls) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&tls.ca).map_err(|error| file_error(&tls.ca, error))? {
+        let cert = cert.map_err(|error| file_error(&tls.ca, error))?;
+        // A system bundle holds certificates rustls cannot use; skip those, as browsers do.
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(file_error(&tls.ca, "no usable CA certificate in the file"));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots);
+    let config = match &tls.client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .map_err(|error| file_error(cert, error))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| file_error(cert, error))?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|error| file_error(key, error))?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+    };
+    Ok(Arc::new(config))
+}
+
 /// Writes a development CA, a server certificate for `hosts` (plus localhost and 127.0.0.1)
 /// and a client certificate into `dir`: `ca.pem`, `server.pem`, `server.key`, `client.pem`,
 /// `client.key` (keys mode 0600). For testing and development only: the CA key is not kept.

@@ -16,7 +16,7 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -189,6 +189,10 @@ impl Queue {
 /// The uplink's local link and settings.
 pub struct Uplink {
     settings: board::Uplink,
+    /// Built once at start, so a bad CA file is an error then, not a retry loop.
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    /// Whether the upstream broker has accepted the current connection (the health topic says).
+    pub connected: Arc<AtomicBool>,
     tx: LinkTx,
     rx: LinkRx,
     queue: Queue,
@@ -198,10 +202,14 @@ impl Uplink {
     /// Connects to the local router and subscribes to the forwarded topics. The builder is
     /// `LinkBuilder::new(CLIENT_ID, router_tx)` (see [`crate::local::Internal::connect`]).
     pub async fn start(builder: LinkBuilder<'static>, settings: board::Uplink, queue: Queue) -> Result<Uplink, String> {
+        let tls = match &settings.tls {
+            None => None,
+            Some(tls) => Some(crate::tls::uplink_config(tls).map_err(|error| format!("TLS: {error}"))?),
+        };
         let built = tokio::task::spawn_blocking(move || builder.clean_session(true).build())
             .await
-            .map_err(|error| error.to_string())?;
-        let (mut tx, rx, _) = built.map_err(|error| error.to_string())?;
+            .map_err(|error| format!("its local link: {error}"))?;
+        let (mut tx, rx, _) = built.map_err(|error| format!("its local link: {error}"))?;
         let filters = settings
             .forward
             .iter()
@@ -216,14 +224,18 @@ impl Uplink {
         if !settings.forward.is_empty() {
             tx.send(Packet::Subscribe(Subscribe { pkid: 1, filters }, None))
                 .await
-                .map_err(|error| error.to_string())?;
+                .map_err(|error| format!("its local link: {error}"))?;
         }
-        Ok(Uplink { settings, tx, rx, queue })
+        Ok(Uplink { settings, tls, connected: Arc::new(AtomicBool::new(false)), tx, rx, queue })
     }
 
     fn options(&self) -> MqttOptions {
-        let address = self.settings.address;
-        let mut options = MqttOptions::new(self.settings.client_id.clone(), address.ip().to_string(), address.port());
+        let mut options =
+            MqttOptions::new(self.settings.client_id.clone(), self.settings.host.clone(), self.settings.port);
+        if let Some(config) = &self.tls {
+            options
+                .set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(config.clone())));
+        }
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_session(true);
         options.set_max_packet_size(1 << 20, 1 << 20);
@@ -244,6 +256,8 @@ impl Uplink {
     pub async fn run(mut self) {
         let mut upstream: Option<(AsyncClient, EventLoop)> = None;
         let mut connected = false;
+        // The last reason a connection failed, logged when it changes rather than on every retry.
+        let mut failure: Option<String> = None;
         let mut in_flight = false;
         let mut retry = RETRY_MIN;
         let mut retry_at = Instant::now();
@@ -272,8 +286,10 @@ impl Uplink {
                     }
                 }
                 Some(Err(Ok(Event::Incoming(ClientPacket::ConnAck(_))))) => {
-                    tracing::info!(address = %self.settings.address, "uplink connected");
+                    tracing::info!(host = %self.settings.host, port = self.settings.port, tls = self.tls.is_some(), "uplink connected");
                     connected = true;
+                    self.connected.store(true, Ordering::Relaxed);
+                    failure = None;
                     retry = RETRY_MIN;
                     if let Some((client, _)) = &upstream {
                         for filter in &self.settings.commands {
@@ -297,11 +313,21 @@ impl Uplink {
                 }
                 Some(Err(Ok(_))) | None => {}
                 Some(Err(Err(error))) => {
+                    let reason = error.to_string();
                     if connected {
                         tracing::warn!(%error, "uplink disconnected");
+                    } else if failure.as_deref() != Some(reason.as_str()) {
+                        tracing::warn!(
+                            host = %self.settings.host,
+                            port = self.settings.port,
+                            %error,
+                            "the uplink cannot connect; messages wait in its queue"
+                        );
                     }
+                    failure = Some(reason);
                     upstream = None;
                     connected = false;
+                    self.connected.store(false, Ordering::Relaxed);
                     in_flight = false;
                     retry_at = Instant::now() + retry;
                     retry = (retry * 2).min(RETRY_MAX);

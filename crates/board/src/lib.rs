@@ -83,7 +83,12 @@ pub struct Broker {
 /// disk), and command topics back down.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Uplink {
-    pub address: SocketAddr,
+    /// The upstream broker's host name or IP address; with TLS, its certificate must be for
+    /// this name.
+    pub host: String,
+    pub port: u16,
+    /// TLS to the upstream broker; plain MQTT when absent.
+    pub tls: Option<UplinkTls>,
     pub client_id: String,
     pub username: Option<String>,
     /// The upstream password, in a file only the broker's user can read.
@@ -98,6 +103,16 @@ pub struct Uplink {
     pub queue_path: PathBuf,
     /// Bound on the queue file; the oldest messages are dropped (and counted) beyond it.
     pub max_queue_bytes: u64,
+}
+
+/// TLS towards the upstream broker (TLS 1.2 or 1.3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UplinkTls {
+    /// The CA certificates (PEM) the upstream broker's certificate must chain to; by default
+    /// the system's bundle, `/etc/ssl/certs/ca-certificates.crt`.
+    pub ca: PathBuf,
+    /// A client certificate and its key (PEM), for upstream brokers that want one.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// Where retained messages are kept across restarts.

@@ -11,7 +11,7 @@ use toml::Spanned;
 use crate::can;
 use crate::{
     Board, BoardError, Broker, Bus, Deploy, Device, Gateway, Journal, Limits, Listener, Retained, SpiSettings, Tls,
-    Uplink, User, check_name, line_of, spanned,
+    Uplink, UplinkTls, User, check_name, line_of, spanned,
 };
 
 #[derive(Deserialize)]
@@ -104,6 +104,20 @@ struct UplinkSection {
     queue_path: PathBuf,
     #[serde(default = "default_queue_bytes")]
     max_queue_bytes: Spanned<u64>,
+    tls: Option<Spanned<UplinkTlsSection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UplinkTlsSection {
+    #[serde(default = "default_ca_bundle")]
+    ca: PathBuf,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+fn default_ca_bundle() -> PathBuf {
+    PathBuf::from("/etc/ssl/certs/ca-certificates.crt")
 }
 
 fn default_queue_bytes() -> Spanned<u64> {
@@ -411,6 +425,34 @@ impl Checker<'_> {
             return Err(self.error(value.span(), field, format!("{v} is out of range; allowed {min} to {max}")));
         }
         Ok(v)
+    }
+
+    /// `host:port`, where host is a name or an IP address (IPv6 in brackets).
+    fn host_and_port(&self, value: &Spanned<String>, field: &str) -> Result<(String, u16), BoardError> {
+        let bad = || {
+            self.error(
+                value.span(),
+                field,
+                format!(
+                    "{:?} is not a host and port like \"mqtt.example.com:8883\" or \"192.0.2.10:1883\"",
+                    value.get_ref()
+                ),
+            )
+        };
+        let (host, port) = value.get_ref().rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(v6) => v6.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?.to_string(),
+            None => host.to_owned(),
+        };
+        let name_ok = !host.is_empty()
+            && host
+                .split('.')
+                .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        if port == 0 || !(name_ok || host.parse::<std::net::IpAddr>().is_ok()) {
+            return Err(bad());
+        }
+        Ok((host, port))
     }
 
     fn address(&self, value: &Spanned<String>, field: &str) -> Result<SocketAddr, BoardError> {
@@ -771,8 +813,30 @@ fn validate_broker(check: &Checker<'_>, raw: BrokerSection) -> Result<Broker, Bo
                     })
                     .collect()
             };
+            let (host, port) = check.host_and_port(&uplink.address, "broker.uplink.address")?;
+            let tls = match uplink.tls {
+                None => None,
+                Some(tls) => {
+                    let span = tls.span();
+                    let tls = tls.into_inner();
+                    let client_cert = match (tls.cert, tls.key) {
+                        (Some(cert), Some(key)) => Some((cert, key)),
+                        (None, None) => None,
+                        _ => {
+                            return Err(check.error(
+                                span,
+                                "broker.uplink.tls",
+                                "a client certificate needs both cert and key",
+                            ));
+                        }
+                    };
+                    Some(UplinkTls { ca: tls.ca, client_cert })
+                }
+            };
             Some(Uplink {
-                address: check.address(&uplink.address, "broker.uplink.address")?,
+                host,
+                port,
+                tls,
                 client_id: uplink.client_id,
                 username: uplink.username,
                 password_file: uplink.password_file,

@@ -40,6 +40,8 @@ pub struct BrokerHealth {
     pub dropped: u64,
     /// Messages waiting for the upstream broker now (0 without an uplink).
     pub uplink_queue: u64,
+    /// Whether the uplink is connected to the upstream broker (false without an uplink).
+    pub uplink_connected: bool,
 }
 
 impl Payload for BrokerHealth {}
@@ -66,6 +68,7 @@ mod tests {
             denied: 8,
             dropped: 9,
             uplink_queue: 10,
+            uplink_connected: true,
         };
         let parsed: BrokerHealth = crate::payload::parse(&health.to_json()).unwrap();
         assert_eq!(parsed, health);

@@ -79,6 +79,10 @@ pub fn hash_password(password: &str) -> String {
 pub struct Process {
     child: Child,
     name: String,
+    /// The stderr lines not yet looked at by [`Process::wait_line`] (none for `start_quiet`).
+    lines: Option<std::sync::mpsc::Receiver<String>>,
+    /// The lines printed before the readiness line.
+    early: Vec<String>,
 }
 
 impl Process {
@@ -98,25 +102,46 @@ impl Process {
             }
         });
         let deadline = Instant::now() + TIMEOUT;
+        let mut early = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) if line.contains(ready) => break,
-                Ok(_) => {}
+                Ok(line) => early.push(line),
                 Err(_) => {
                     let _ = child.kill();
                     panic!("{name} did not print {ready:?} within {TIMEOUT:?}");
                 }
             }
         }
-        Process { child, name: name.to_owned() }
+        Process { child, name: name.to_owned(), lines: Some(rx), early }
+    }
+
+    /// Waits for a line of stderr that contains `needle` (one printed before the readiness
+    /// line counts too), and returns it; panics after [`TIMEOUT`].
+    pub fn wait_line(&mut self, needle: &str) -> String {
+        if let Some(index) = self.early.iter().position(|line| line.contains(needle)) {
+            let line = self.early.remove(index);
+            self.early.drain(..index);
+            return line;
+        }
+        let lines = self.lines.as_ref().unwrap_or_else(|| panic!("{}: stderr is not captured", self.name));
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("{} printed no line with {needle:?} within {TIMEOUT:?}", self.name),
+            }
+        }
     }
 
     /// Starts `command` without waiting for any output (its stderr is echoed).
     pub fn start_quiet(mut command: Command, name: &str) -> Process {
         command.stdout(Stdio::null()).stderr(Stdio::inherit()).stdin(Stdio::null());
         let child = command.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        Process { child, name: name.to_owned() }
+        Process { child, name: name.to_owned(), lines: None, early: Vec::new() }
     }
 
     pub fn id(&self) -> u32 {

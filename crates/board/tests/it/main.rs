@@ -315,3 +315,33 @@ fn can_settings_are_checked() {
     let device = format!("{bus}mock = true\n[[device]]\nname = \"x\"\nbus = \"can0\"\ndriver = \"bme280\"\n");
     check_error(&device, 10, "device[0].bus", "DBC files");
 }
+
+#[test]
+fn uplink_takes_a_host_name_and_tls() {
+    let uplink = |address: &str, tls: &str| {
+        format!(
+            "{MINIMAL}[broker.uplink]\naddress = \"{address}\"\nclient_id = \"b\"\nqueue_path = \"/var/lib/q\"\n{tls}"
+        )
+    };
+    let text = uplink("mqtt.example.com:8883", "tls = { cert = \"c.pem\", key = \"c.key\" }\n");
+    let board = Board::parse(&text, Path::new("x.toml")).unwrap();
+    let up = board.broker.uplink.unwrap();
+    assert_eq!((up.host.as_str(), up.port), ("mqtt.example.com", 8883));
+    let tls = up.tls.unwrap();
+    assert_eq!(tls.ca, Path::new("/etc/ssl/certs/ca-certificates.crt"), "the system bundle by default");
+    assert_eq!(tls.client_cert, Some(("c.pem".into(), "c.key".into())));
+
+    let up = Board::parse(&uplink("[::1]:1883", ""), Path::new("x.toml")).unwrap().broker.uplink.unwrap();
+    assert_eq!((up.host.as_str(), up.port, up.tls), ("::1", 1883, None));
+
+    let line = MINIMAL.lines().count() + 2;
+    for bad in ["mqtt.example.com", "host:0", "bad host:1883", ":1883", "[nope]:1"] {
+        check_error(&uplink(bad, ""), line, "broker.uplink.address", "is not a host and port");
+    }
+    check_error(
+        &uplink("h:1", "tls = { cert = \"c.pem\" }\n"),
+        line + 3,
+        "broker.uplink.tls",
+        "needs both cert and key",
+    );
+}
