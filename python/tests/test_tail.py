@@ -58,14 +58,22 @@ def test_journal_read_back_with_a_filter(tmp_path):
 
 
 def test_follows_a_running_board(busgate_board):
-    result = subprocess.run(
-        [sys.executable, "-m", "busgate_testkit.tail", "--port", str(busgate_board.port), "--count", "20",
-         f"busgate/{busgate_board.board}/#"],
-        capture_output=True, text=True, timeout=30,
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert len(lines) == 20, result.stdout
-    # The retained status comes first among the retained messages and is marked as a change.
-    assert any("!! busgate/sim/i2c-gateway/status" in line for line in lines), result.stdout
-    assert any("/state {" in line for line in lines), result.stdout
+    def tail(pattern, count):
+        result = subprocess.run(
+            [sys.executable, "-m", "busgate_testkit.tail", "--port", str(busgate_board.port), "--count", str(count),
+             pattern],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert len(lines) == count, result.stdout
+        return lines
+
+    # The gateways' retained status, each marked as a change.
+    board = busgate_board.board
+    lines = tail(f"busgate/{board}/+/status", 3)
+    for gateway in ("i2c-gateway", "spi-gateway", "can-gateway"):
+        assert any(f"!! busgate/{board}/{gateway}/status" in line for line in lines), lines
+    # Readings follow as they come.
+    lines = tail(f"busgate/{board}/i2c/+/+/state", 5)
+    assert all("/state {" in line for line in lines), lines
