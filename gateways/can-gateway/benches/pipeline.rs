@@ -89,6 +89,7 @@ async fn run(
     base: Instant,
     received: &mut mpsc::UnboundedReceiver<u64>,
     broker: u32,
+    thread: &str,
     rate: u64,
     seconds: u64,
     expected: Option<u64>,
@@ -96,7 +97,7 @@ async fn run(
     while received.try_recv().is_ok() {}
     let total = rate * seconds;
     let source = bus.open(&[]).unwrap();
-    let gateway0 = thread_cpu("can-gw");
+    let gateway0 = thread_cpu(thread);
     let broker0 = process_cpu(broker);
     let started = Instant::now();
     let sender = std::thread::spawn(move || {
@@ -133,7 +134,7 @@ async fn run(
         received: latencies.len() as u64,
         elapsed,
         latencies_us: latencies,
-        gateway_cpu: thread_cpu("can-gw") - gateway0,
+        gateway_cpu: thread_cpu(thread) - gateway0,
         broker_cpu: process_cpu(broker) - broker0,
     }
 }
@@ -145,18 +146,50 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let broker = test_support::Broker::start();
-    let dir = test_support::temp_dir("can-bench");
+/// Mosquitto on a free port, configured as `broker/benches/pubsub.rs` runs it (no logging,
+/// unbounded queues, 100 messages in flight), or `None` where it is not installed.
+fn start_mosquitto(dir: &std::path::Path) -> Option<(test_support::Process, u16)> {
+    let binary =
+        ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| std::path::Path::new(p).exists())?;
+    let port = test_support::free_port();
+    let config = dir.join("mosquitto.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n\
+             max_inflight_messages 100\nmax_queued_messages 0\nmax_queued_bytes 0\n"
+        ),
+    )
+    .unwrap();
+    let mut command = std::process::Command::new(binary);
+    command.arg("-c").arg(&config);
+    let process = test_support::Process::start_quiet(command, "mosquitto");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some((process, port))
+}
+
+/// A gateway on its own thread named `thread` (whose CPU is measured), its two mock buses, and a
+/// QoS 1 subscriber, all on the broker at `port`.
+struct Pipeline {
+    bus: MockCanBus,
+    limited: MockCanBus,
+    received: mpsc::UnboundedReceiver<u64>,
+    thread: &'static str,
+}
+
+async fn pipeline(port: u16, thread: &'static str, dir: &std::path::Path) -> Pipeline {
     let dbc_path = dir.join("bench.dbc");
     std::fs::write(&dbc_path, dbc()).unwrap();
-    let board = board::Board::parse(&board(broker.port, &dbc_path), &dir.join("bench.toml")).unwrap();
+    let board = board::Board::parse(&board(port, &dbc_path), &dir.join("bench.toml")).unwrap();
     let plan = can_gateway::plan(&board).unwrap();
     let bus = plan.mock("can0").unwrap();
     let limited = plan.mock("can1").unwrap();
     std::thread::Builder::new()
-        .name("can-gw".into())
+        .name(thread.into())
         .spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let _ = runtime.block_on(can_gateway::run(plan, can_gateway::Options::default(), std::future::pending()));
@@ -164,13 +197,15 @@ async fn main() {
         .unwrap();
 
     // The subscriber: QoS 1, as an application that must not lose messages.
-    let mut options = MqttOptions::new("bench-subscriber", "127.0.0.1", broker.port);
+    let mut options = MqttOptions::new(format!("bench-subscriber-{thread}"), "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(30));
     options.set_inflight(1000);
     let (client, mut eventloop) = AsyncClient::new(options, 10_000);
     client.subscribe("busgate/bench/can/+/+/state", QoS::AtLeastOnce).await.unwrap();
-    let (stamps, mut received) = mpsc::unbounded_channel();
+    let (stamps, received) = mpsc::unbounded_channel();
     tokio::spawn(async move {
+        // Keeps the client (and so the session) alive as long as the loop runs.
+        let _client = client;
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(publish))) if !publish.retain => {
@@ -184,37 +219,71 @@ async fn main() {
             }
         }
     });
+    Pipeline { bus, limited, received, thread }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let broker = test_support::Broker::start();
+    let dir = test_support::temp_dir("can-bench");
+    let mut busgate = pipeline(broker.port, "can-gw", &dir).await;
     let base = Instant::now();
     // Warm up: connections made, topics known to the broker.
-    let _ = run(&bus, base, &mut received, broker.process.id(), 2_000, 1, None).await;
+    let _ = run(&busgate.bus, base, &mut busgate.received, broker.process.id(), busgate.thread, 2_000, 1, None).await;
 
     println!(
-        "| bus | offered | received by the subscriber | lost | p50 latency | p99 latency | gateway CPU | broker CPU |"
+        "| broker | bus | offered | received by the subscriber | lost | p50 latency | p99 latency | gateway CPU | broker CPU |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let every = "every frame published";
     let limited_policy = "at most 10 messages/s per identifier (min_interval_ms = 100)";
-    for (policy, rate, seconds) in
-        [(every, 9_000, 10), (limited_policy, 9_000, 10), (every, 50_000, 5), (every, 80_000, 3)]
-    {
-        let (source, expected) = if policy == every {
-            (&bus, None)
-        } else {
-            // 20 identifiers x 10/s; the last deferred publications come after the run.
-            (&limited, Some(u64::from(MESSAGES) * 10 * seconds))
-        };
-        let mut run = run(source, base, &mut received, broker.process.id(), rate, seconds, expected).await;
-        run.latencies_us.sort_unstable();
-        println!(
-            "| {policy} | {rate} frames/s for {seconds} s | {:.0} /s ({} of {}) | {} | {:.2} ms | {:.2} ms | {:.0} % | {:.0} % |",
-            run.received as f64 / run.elapsed,
-            run.received,
-            if policy == every { run.sent } else { run.received },
-            if policy == every { (run.sent - run.received).to_string() } else { "-".to_owned() },
-            percentile(&run.latencies_us, 0.5),
-            percentile(&run.latencies_us, 0.99),
-            run.gateway_cpu / run.elapsed * 100.0,
-            run.broker_cpu / run.elapsed * 100.0,
-        );
+    let rows = [(every, 9_000, 10), (limited_policy, 9_000, 10), (every, 50_000, 5), (every, 80_000, 3)];
+    for (policy, rate, seconds) in rows {
+        report("busgate", &mut busgate, broker.process.id(), base, policy == every, policy, rate, seconds).await;
     }
+
+    // The same gateway and subscriber on Mosquitto, as a yardstick for the broker's share.
+    let mosquitto_dir = test_support::temp_dir("can-bench-mosquitto");
+    let Some((mosquitto, port)) = start_mosquitto(&mosquitto_dir) else {
+        eprintln!("mosquitto is not installed: no comparison");
+        return;
+    };
+    let mut other = pipeline(port, "can-gw-mosq", &mosquitto_dir).await;
+    let _ = run(&other.bus, base, &mut other.received, mosquitto.id(), other.thread, 2_000, 1, None).await;
+    for (policy, rate, seconds) in [(every, 9_000, 10), (every, 50_000, 5)] {
+        report("Mosquitto", &mut other, mosquitto.id(), base, true, policy, rate, seconds).await;
+    }
+}
+
+/// One row of the table.
+#[allow(clippy::too_many_arguments)]
+async fn report(
+    broker_name: &str,
+    pipeline: &mut Pipeline,
+    broker: u32,
+    base: Instant,
+    every: bool,
+    policy: &str,
+    rate: u64,
+    seconds: u64,
+) {
+    let (source, expected) = if every {
+        (&pipeline.bus, None)
+    } else {
+        // 20 identifiers x 10/s; the last deferred publications come after the run.
+        (&pipeline.limited, Some(u64::from(MESSAGES) * 10 * seconds))
+    };
+    let mut run = run(source, base, &mut pipeline.received, broker, pipeline.thread, rate, seconds, expected).await;
+    run.latencies_us.sort_unstable();
+    println!(
+        "| {broker_name} | {policy} | {rate} frames/s for {seconds} s | {:.0} /s ({} of {}) | {} | {:.2} ms | {:.2} ms | {:.0} % | {:.0} % |",
+        run.received as f64 / run.elapsed,
+        run.received,
+        if every { run.sent } else { run.received },
+        if every { (run.sent - run.received).to_string() } else { "-".to_owned() },
+        percentile(&run.latencies_us, 0.5),
+        percentile(&run.latencies_us, 0.99),
+        run.gateway_cpu / run.elapsed * 100.0,
+        run.broker_cpu / run.elapsed * 100.0,
+    );
 }
