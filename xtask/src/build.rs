@@ -74,28 +74,34 @@ pub fn build(options: &Options) -> anyhow::Result<Built> {
     }
 
     let names = binaries(&board);
-    let mut command = cargo();
-    command.arg("build");
-    for name in &names {
-        command.args(["--package", name]);
-    }
-    if options.release {
-        command.arg("--release");
-    }
-    if !native {
-        command.args(["--target", &target.triple]);
-    }
-    if toolchain.from_env {
-        command.env("RUSTC", &toolchain.rustc);
-    }
-    if let (Some(linker), false) = (&target.linker, user_linker) {
-        command.env(&linker_variable, linker);
-    }
     let profile = if options.release { "release" } else { "debug" };
-    run_step(
-        command,
-        &format!("building {} for {} ({profile}, {})", names.join(", "), target.triple, toolchain.version),
-    )?;
+    // Two cargo runs, because cargo unifies the features of the packages one run builds: the
+    // broker's uplink turns on rumqttc's TLS (rustls, ring), which would otherwise be linked
+    // into every gateway too (about 1.2 MB each on aarch64).
+    let (broker, gateways) = names.split_at(1);
+    for group in [broker, gateways].into_iter().filter(|group| !group.is_empty()) {
+        let mut command = cargo();
+        command.arg("build");
+        for name in group {
+            command.args(["--package", name]);
+        }
+        if options.release {
+            command.arg("--release");
+        }
+        if !native {
+            command.args(["--target", &target.triple]);
+        }
+        if toolchain.from_env {
+            command.env("RUSTC", &toolchain.rustc);
+        }
+        if let (Some(linker), false) = (&target.linker, user_linker) {
+            command.env(&linker_variable, linker);
+        }
+        run_step(
+            command,
+            &format!("building {} for {} ({profile}, {})", group.join(", "), target.triple, toolchain.version),
+        )?;
+    }
 
     let mut out = root().join("target");
     if !native {
