@@ -90,6 +90,16 @@ class SimBoard:
             packages = [arg for program in ["broker", *gateways] for arg in ("--package", program)]
             subprocess.run(["cargo", "build", "--quiet", *packages], cwd=self.root, check=True)
         binaries = self.root / "target" / "debug"
+        # A board whose gateways log in: their passwords are made here, as the deploy installer
+        # makes them on a board (`broker gen-password`, a password and its hash per gateway).
+        if re.search(r'^credentials_dir\s*=', text, re.MULTILINE):
+            credentials = pathlib.Path(self.directory.name) / "credentials"
+            credentials.mkdir(mode=0o700)
+            text = re.sub(r'^credentials_dir\s*=.*$', f'credentials_dir = "{credentials}"', text, flags=re.MULTILINE)
+            board.write_text(text)
+            for program in gateways:
+                subprocess.run([binaries / "broker", "gen-password", "--out", credentials / f"{program}.password",
+                                "--hash-out", credentials / f"{program}.hash"], check=True)
         broker = self._spawn([binaries / "broker", "--board", board, "--journal", "off"], "broker")
         self._wait_for_line(broker, READY, timeout=30)
         for program in gateways:

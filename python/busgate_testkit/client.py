@@ -36,7 +36,8 @@ class Client:
     with the topic and the offending field.
     """
 
-    def __init__(self, host="127.0.0.1", port=1883, board="sim", schemas=None, timeout=10.0):
+    def __init__(self, host="127.0.0.1", port=1883, board="sim", schemas=None, timeout=10.0,
+                 username=None, password=None):
         self.board = board
         self.timeout = timeout
         self.schemas = schemas or Schemas(repo_root() / "crates" / "schema" / "schemas")
@@ -48,13 +49,20 @@ class Client:
         self.devices = {}
         self._devices_changed = threading.Condition()
         self._subscribed = threading.Event()
+        self._refused = None
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"testkit-{uuid.uuid4().hex[:10]}")
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         self.client.on_message = self._on_message
         self.client.connect(host, port)
         self.client.loop_start()
-        if not self._subscribed.wait(timeout):
+        if not self._subscribed.wait(timeout) or self._refused is not None:
+            self.close()
+            if self._refused is not None:
+                login = f" as {username!r}" if username is not None else " without a user name"
+                raise ConnectionRefusedError(f"the broker at {host}:{port} refused the login{login}: {self._refused}")
             raise TimeoutError(f"could not subscribe on {host}:{port}")
 
     def close(self):
@@ -68,6 +76,12 @@ class Client:
         self.close()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            self._refused = str(reason_code)
+            # Wake the constructor, and do not retry a login that cannot succeed.
+            self._subscribed.set()
+            client.disconnect()
+            return
         client.subscribe(f"busgate/{self.board}/#", qos=1)
 
     def _on_message(self, client, userdata, message):

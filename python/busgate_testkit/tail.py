@@ -9,6 +9,7 @@ Errors (failed replies, schema violations) and availability or status changes ar
 """
 
 import argparse
+import os
 import json
 import sys
 import time
@@ -76,12 +77,21 @@ def read_journal(path, pattern, schemas, colour, out):
     return count
 
 
-def follow(host, port, pattern, schemas, colour, out, count=0):
-    """Prints live traffic matching `pattern` until interrupted (or after `count` messages)."""
+def follow(host, port, pattern, schemas, colour, out, count=0, username=None, password=None):
+    """Prints live traffic matching `pattern` until interrupted (or after `count` messages).
+    Returns how many it printed; raises ConnectionRefusedError when the broker refuses the login."""
     seen = 0
+    refused = None
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    if username is not None:
+        client.username_pw_set(username, password)
 
     def on_connect(c, userdata, flags, reason_code, properties):
+        nonlocal refused
+        if reason_code.is_failure:
+            refused = str(reason_code)
+            c.disconnect()
+            return
         c.subscribe(pattern, qos=1)
 
     def on_message(c, userdata, message):
@@ -103,7 +113,17 @@ def follow(host, port, pattern, schemas, colour, out, count=0):
         client.loop_forever()
     except KeyboardInterrupt:
         pass
+    if refused is not None:
+        raise ConnectionRefusedError(f"the broker at {host}:{port} refused the login: {refused}")
     return seen
+
+
+def password_from(path):
+    """The password in `path` (its first line), or $BUSGATE_PASSWORD, or None."""
+    if path:
+        with open(path, encoding="utf-8") as file:
+            return file.readline().rstrip("\r\n")
+    return os.environ.get("BUSGATE_PASSWORD")
 
 
 def main(argv=None):
@@ -111,6 +131,8 @@ def main(argv=None):
     parser.add_argument("filter", nargs="?", default="busgate/#", help="MQTT topic filter (default busgate/#)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1883)
+    parser.add_argument("--user", help="log in with this user name (a board whose broker is closed to anonymous clients)")
+    parser.add_argument("--password-file", help="the user's password, first line of this file (or $BUSGATE_PASSWORD)")
     parser.add_argument("--journal", help="read this broker journal file instead of following live traffic")
     parser.add_argument("--count", type=int, default=0, help="stop after this many messages (live)")
     parser.add_argument("--colour", choices=["auto", "always", "never"], default="auto")
@@ -120,7 +142,11 @@ def main(argv=None):
     if args.journal:
         read_journal(args.journal, args.filter, schemas, colour, sys.stdout)
     else:
-        follow(args.host, args.port, args.filter, schemas, colour, sys.stdout, args.count)
+        try:
+            follow(args.host, args.port, args.filter, schemas, colour, sys.stdout, args.count,
+                   args.user, password_from(args.password_file))
+        except ConnectionRefusedError as refused:
+            sys.exit(f"busgate-tail: {refused}")
 
 
 if __name__ == "__main__":

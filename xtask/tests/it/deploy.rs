@@ -214,6 +214,7 @@ fn deploy_installs_switches_and_rolls_back() {
         eprintln!("skipped: {SSHD} is not installed (apt-get install openssh-server)");
         return;
     }
+    let _target = crate::target_dir_lock();
     let dir = temp_dir("deploy");
     let board = start_sshd(&dir);
     check_deploys(&dir);

@@ -8,6 +8,16 @@ mod new_driver;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// Held by every test that runs cargo on the workspace's `target/`: the new-driver tests build
+/// copies of the workspace there (for its compiled dependencies), and cargo names a copy's
+/// crates as it names the originals, so a copy built meanwhile would replace what a deploy is
+/// building from, and two deploys of one build would differ.
+fn target_dir_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// The workspace root.
 fn root() -> PathBuf {

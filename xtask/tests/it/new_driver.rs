@@ -26,6 +26,7 @@ fn copy_sources(from: &Path, to: &Path) {
 
 #[track_caller]
 fn check_new_driver(name: &str, bus: &str) {
+    let _target = crate::target_dir_lock();
     let workspace = temp_dir(&format!("new-driver-{bus}"));
     copy_sources(&root(), &workspace);
     // The real workspace's target directory: the copy's external dependencies are already
