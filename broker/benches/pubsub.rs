@@ -263,32 +263,6 @@ async fn measure(address: SocketAddr, qos: u8, login: Option<(Login<'_>, Login<'
     Figures { throughput, delivered, p50_us: percentile(0.50), p99_us: percentile(0.99) }
 }
 
-/// Mosquitto without logging (test-support's logs every packet, for interop tests), with
-/// unbounded queues and 100 messages in flight per client, as rumqttd has.
-fn start_mosquitto(dir: &std::path::Path) -> Option<(Process, SocketAddr)> {
-    let binary =
-        ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| std::path::Path::new(p).exists())?;
-    let port = free_port();
-    let config = dir.join("mosquitto.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n\
-             max_inflight_messages 100\nmax_queued_messages 0\nmax_queued_bytes 0\n"
-        ),
-    )
-    .unwrap();
-    let mut command = Command::new(binary);
-    command.arg("-c").arg(&config);
-    let process = Process::start_quiet(command, "mosquitto");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some((process, SocketAddr::from(([127, 0, 0, 1], port))))
-}
-
 fn start_busgate(secure: bool, dir: &std::path::Path) -> (Process, SocketAddr) {
     let port = free_port();
     let extra = if secure {
@@ -319,11 +293,8 @@ fn main() {
     let mut rows = Vec::new();
     runtime.block_on(async {
         for qos in [0u8, 1] {
-            match start_mosquitto(&dir) {
-                Some((process, address)) => {
-                    rows.push(("Mosquitto", qos, measure(address, qos, None).await));
-                    drop(process);
-                }
+            match test_support::Mosquitto::for_benchmarks() {
+                Some(mosquitto) => rows.push(("Mosquitto", qos, measure(mosquitto.address(), qos, None).await)),
                 None => eprintln!("mosquitto is not installed: no comparison"),
             }
             let (process, address) = start_busgate(false, &dir);

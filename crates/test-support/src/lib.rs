@@ -205,16 +205,29 @@ impl Broker {
     }
 }
 
-/// Mosquitto on a loopback port, for interoperability tests; it logs every packet to
-/// `mosquitto.log` in its temporary directory. `None` when mosquitto is not
-/// installed (CI installs it; see `.ci/run`).
+/// Mosquitto on a loopback port. `None` when mosquitto is not installed (CI installs it; see
+/// `.ci/run`).
 pub struct Mosquitto {
     pub process: Child,
     pub port: u16,
 }
 
 impl Mosquitto {
+    /// For interoperability tests: it logs every packet to `mosquitto.log` in its temporary
+    /// directory.
     pub fn start() -> Option<Mosquitto> {
+        Mosquitto::start_with(|dir| format!("log_dest file {}\nlog_type all\n", dir.join("mosquitto.log").display()))
+    }
+
+    /// For benchmarks against busgate's broker: no logging, unbounded queues, and 100 messages
+    /// in flight per client, as rumqttd has.
+    pub fn for_benchmarks() -> Option<Mosquitto> {
+        Mosquitto::start_with(|_| {
+            "log_dest none\nmax_inflight_messages 100\nmax_queued_messages 0\nmax_queued_bytes 0\n".to_owned()
+        })
+    }
+
+    fn start_with(settings: impl FnOnce(&Path) -> String) -> Option<Mosquitto> {
         let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
             .into_iter()
             .find(|p| Path::new(p).exists())?;
@@ -223,10 +236,7 @@ impl Mosquitto {
         let config = dir.join("mosquitto.conf");
         std::fs::write(
             &config,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file {}\nlog_type all\n",
-                dir.join("mosquitto.log").display()
-            ),
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{}", settings(&dir)),
         )
         .unwrap();
         let process =

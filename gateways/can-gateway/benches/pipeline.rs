@@ -146,32 +146,6 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
 }
 
-/// Mosquitto on a free port, configured as `broker/benches/pubsub.rs` runs it (no logging,
-/// unbounded queues, 100 messages in flight), or `None` where it is not installed.
-fn start_mosquitto(dir: &std::path::Path) -> Option<(test_support::Process, u16)> {
-    let binary =
-        ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| std::path::Path::new(p).exists())?;
-    let port = test_support::free_port();
-    let config = dir.join("mosquitto.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n\
-             max_inflight_messages 100\nmax_queued_messages 0\nmax_queued_bytes 0\n"
-        ),
-    )
-    .unwrap();
-    let mut command = std::process::Command::new(binary);
-    command.arg("-c").arg(&config);
-    let process = test_support::Process::start_quiet(command, "mosquitto");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some((process, port))
-}
-
 /// A gateway on its own thread named `thread` (whose CPU is measured), its two mock buses, and a
 /// QoS 1 subscriber, all on the broker at `port`.
 struct Pipeline {
@@ -243,15 +217,16 @@ async fn main() {
     }
 
     // The same gateway and subscriber on Mosquitto, as a yardstick for the broker's share.
-    let mosquitto_dir = test_support::temp_dir("can-bench-mosquitto");
-    let Some((mosquitto, port)) = start_mosquitto(&mosquitto_dir) else {
+    // (Configured as in broker/benches/pubsub.rs: no logging, unbounded queues.)
+    let Some(mosquitto) = test_support::Mosquitto::for_benchmarks() else {
         eprintln!("mosquitto is not installed: no comparison");
         return;
     };
-    let mut other = pipeline(port, "can-gw-mosq", &mosquitto_dir).await;
-    let _ = run(&other.bus, base, &mut other.received, mosquitto.id(), other.thread, 2_000, 1, None).await;
+    let mut other = pipeline(mosquitto.port, "can-gw-mosq", &test_support::temp_dir("can-bench-mosquitto")).await;
+    let pid = mosquitto.process.id();
+    let _ = run(&other.bus, base, &mut other.received, pid, other.thread, 2_000, 1, None).await;
     for (policy, rate, seconds) in [(every, 9_000, 10), (every, 50_000, 5)] {
-        report("Mosquitto", &mut other, mosquitto.id(), base, true, policy, rate, seconds).await;
+        report("Mosquitto", &mut other, pid, base, true, policy, rate, seconds).await;
     }
 }
 
