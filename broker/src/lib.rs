@@ -302,8 +302,7 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
         dropped.push(Box::new(move || counter.load(std::sync::atomic::Ordering::Relaxed)));
     }
     let mut uplink_queue: Box<dyn Fn() -> u64 + Send + Sync> = Box::new(|| 0);
-    let uplink_connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut uplink_connected_source = None;
+    let mut uplink_connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut uplink_task = None;
     if let Some(settings) = &board.broker.uplink {
         let queue = match uplink::Queue::open(settings.queue_path.clone(), settings.max_queue_bytes) {
@@ -320,8 +319,7 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
         let builder = LinkBuilder::new(uplink::CLIENT_ID, router_tx.clone());
         match uplink::Uplink::start(builder, settings.clone(), queue).await {
             Ok(uplink) => {
-                let connected = uplink.connected.clone();
-                uplink_connected_source = Some(connected);
+                uplink_connected = uplink.connected.clone();
                 uplink_task = Some(tokio::spawn(uplink.run()));
             }
             Err(error) => {
@@ -330,7 +328,6 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
             }
         }
     }
-    let uplink_connected = uplink_connected_source.unwrap_or(uplink_connected);
     let sources = HealthSources {
         board: board.name.clone(),
         counters: counters.clone(),
