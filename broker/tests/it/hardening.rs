@@ -109,10 +109,7 @@ async fn a_publish_with_a_wildcard_or_control_character_closes_the_connection() 
 #[tokio::test]
 async fn a_qos_0_message_reaches_a_qos_1_subscriber_as_qos_0() {
     let broker = Broker::start("");
-    let mut subscriber = open(&broker, &connect("subscriber", 30)).await;
-    assert_eq!(read(&mut subscriber, 4).await, [0x20, 0x02, 0x00, 0x00]);
-    subscriber.write_all(&[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'q', 0x01]).await.unwrap();
-    assert_eq!(read(&mut subscriber, 5).await, [0x90, 0x03, 0x00, 0x01, 0x01]);
+    let mut subscriber = subscribed_to_q(&broker).await;
 
     let publisher = Client::connect(broker.address(), "publisher").await;
     const COUNT: u8 = 250;
@@ -134,6 +131,15 @@ async fn a_qos_0_message_reaches_a_qos_1_subscriber_as_qos_0() {
     assert!(broker.process.terminate().success());
 }
 
+/// A raw client connected as "subscriber" and subscribed to "q" at QoS 1 (both acknowledged).
+async fn subscribed_to_q(broker: &Broker) -> TcpStream {
+    let mut subscriber = open(broker, &connect("subscriber", 30)).await;
+    assert_eq!(read(&mut subscriber, 4).await, [0x20, 0x02, 0x00, 0x00]);
+    subscriber.write_all(&[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'q', 0x01]).await.unwrap();
+    assert_eq!(read(&mut subscriber, 5).await, [0x90, 0x03, 0x00, 0x01, 0x01]);
+    subscriber
+}
+
 /// Reads one PUBLISH on topic "q" with a one-byte payload: (QoS, packet id, payload).
 async fn read_q(stream: &mut TcpStream) -> (u8, u16, u8) {
     let header = read(stream, 2).await;
@@ -152,10 +158,7 @@ async fn read_q(stream: &mut TcpStream) -> (u8, u16, u8) {
 #[tokio::test]
 async fn made_up_acknowledgements_wait_behind_the_clients_own() {
     let broker = Broker::start("");
-    let mut subscriber = open(&broker, &connect("subscriber", 30)).await;
-    assert_eq!(read(&mut subscriber, 4).await, [0x20, 0x02, 0x00, 0x00]);
-    subscriber.write_all(&[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'q', 0x01]).await.unwrap();
-    assert_eq!(read(&mut subscriber, 5).await, [0x90, 0x03, 0x00, 0x01, 0x01]);
+    let mut subscriber = subscribed_to_q(&broker).await;
 
     let publisher = Client::connect(broker.address(), "publisher").await;
     const COUNT: u8 = 200;
