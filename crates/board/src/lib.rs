@@ -77,6 +77,33 @@ pub struct Broker {
     pub uplink: Option<Uplink>,
     /// How often the broker publishes its counters on its health topic.
     pub health_interval_s: u64,
+    /// Persistent sessions (clean session 0): how many, for how long, how much they keep.
+    pub sessions: Sessions,
+    /// Unix-socket listeners.
+    pub sockets: Vec<Socket>,
+}
+
+/// Bounds on persistent sessions; they are kept across restarts beside the retained store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sessions {
+    pub max_sessions: usize,
+    /// A session whose client has been away this long is removed.
+    pub expiry_s: u64,
+    /// Messages queued per session; beyond it the oldest is dropped and counted.
+    pub max_queued: usize,
+    /// Bound on the session file.
+    pub max_bytes: usize,
+}
+
+/// A Unix-socket listener: who may connect is the socket file's mode; a peer uid listed in
+/// `peers` logs in as that user without a password (`SO_PEERCRED`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Socket {
+    pub name: String,
+    pub path: PathBuf,
+    pub mode: u32,
+    pub anonymous: bool,
+    pub peers: Vec<(u32, String)>,
 }
 
 /// Forwarding selected local topics to an upstream broker (QoS 1, through a bounded queue on

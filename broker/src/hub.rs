@@ -1,0 +1,293 @@
+//! The engine's side of rumqttd's router: links into it, the mark every message carries
+//! through it, and the retained messages, which the engine keeps itself.
+//!
+//! The router is used as a fan-out of messages to filters and nothing more. Every engine link
+//! publishes at QoS 0 and subscribes at QoS 0, so the router never waits for an
+//! acknowledgement and its strict acknowledgement queues are never used; the engine runs each
+//! client's QoS 1 and 2 exchanges itself ([`crate::session`]).
+//!
+//! Two facts travel with each message in a way no client can see or forge:
+//! - the QoS and retain flag it was published with: a user property whose name holds U+0000
+//!   ([`MARK`]), which MQTT forbids in every string a client sends (the frame check refuses it),
+//!   so no client can set it, and which the engine removes before writing a message out;
+//! - which of the session's subscriptions matched: the router appends the subscription
+//!   identifier of the filter it forwards for, and every engine subscription carries one.
+//!
+//! Retained messages live here, not in the router: rumqttd clears a topic's retained message on
+//! any empty publish, retained or not, while MQTT clears it only for a retained one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
+use rumqttd::protocol::{
+    Disconnect, DisconnectReasonCode, Filter, Packet, Publish, PublishProperties, QoS, RetainForwardRule, Subscribe,
+    SubscribeProperties, Unsubscribe,
+};
+use rumqttd::{Forward, Notification};
+
+use crate::retained::RetainedSender;
+
+/// The name of the user property that carries a message's published QoS and retain flag.
+pub const MARK: &str = "\u{0}busgate";
+
+/// A message as it travels between sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: Bytes,
+    pub payload: Bytes,
+    /// The QoS it was published with.
+    pub qos: u8,
+    /// The retain flag it was published with.
+    pub retain: bool,
+}
+
+/// A retained message, as kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retained {
+    pub qos: u8,
+    pub payload: Bytes,
+}
+
+/// Makes router links: rumqttd does not export the type of its router channel, so the channel
+/// is kept inside this closure.
+pub type LinkFactory = Arc<dyn for<'a> Fn(&'a str) -> LinkBuilder<'a> + Send + Sync>;
+
+/// What every connection shares on the router side.
+pub struct Hub {
+    factory: LinkFactory,
+    /// Numbers of the router client ids in use (`busgate-link-N`). The router keeps a record
+    /// of every client id it has seen, so ids are reused, lowest first: the router's memory is
+    /// bounded by the most links ever open at once, not by the connections ever made.
+    slots: Mutex<BTreeSet<usize>>,
+    retained: RwLock<BTreeMap<String, Retained>>,
+    /// Where retained messages are kept across restarts, when they are.
+    store: Option<RetainedSender>,
+}
+
+impl Hub {
+    pub fn new(factory: LinkFactory, retained: BTreeMap<String, Retained>, store: Option<RetainedSender>) -> Hub {
+        Hub { factory, slots: Mutex::new(BTreeSet::new()), retained: RwLock::new(retained), store }
+    }
+
+    /// Opens a link into the router (off the async threads: building one blocks until the
+    /// router answers).
+    pub async fn link(self: &Arc<Hub>) -> Result<(RouterTx, LinkRx), LinkError> {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            let slot = (0..).find(|n| !slots.contains(n)).unwrap_or(usize::MAX);
+            slots.insert(slot);
+            slot
+        };
+        let factory = self.factory.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let client_id = format!("busgate-link-{slot}");
+            factory(&client_id).clean_session(true).build()
+        })
+        .await;
+        let built = match built {
+            Ok(built) => built,
+            Err(error) => Err(LinkError::ConnectionAck(error.to_string())),
+        };
+        match built {
+            Ok((tx, rx, _)) => Ok((RouterTx { tx, slot, hub: self.clone(), closed: AtomicBool::new(false) }, rx)),
+            Err(error) => {
+                self.release(slot);
+                Err(error)
+            }
+        }
+    }
+
+    fn release(&self, slot: usize) {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner).remove(&slot);
+    }
+
+    /// Router links open now.
+    pub fn links(&self) -> usize {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Hands a message to the router for every subscriber, keeping it first if it is retained.
+    pub fn publish(&self, tx: &mut RouterTx, message: &Message) -> Result<(), LinkError> {
+        if message.retain {
+            self.retain(message);
+        }
+        let publish = Publish::new(message.topic.clone(), message.payload.clone(), false);
+        let properties = PublishProperties {
+            user_properties: vec![(MARK.to_owned(), mark_value(message.qos, message.retain).to_owned())],
+            ..Default::default()
+        };
+        tx.send(Packet::Publish(publish, Some(properties)))
+    }
+
+    /// A retained publish: an empty payload clears the topic (MQTT 3.1.1 section 3.3.1.3).
+    fn retain(&self, message: &Message) {
+        let Ok(topic) = std::str::from_utf8(&message.topic) else { return };
+        let mut retained = self.retained.write().unwrap_or_else(PoisonError::into_inner);
+        if message.payload.is_empty() {
+            retained.remove(topic);
+        } else {
+            retained.insert(topic.to_owned(), Retained { qos: message.qos, payload: message.payload.clone() });
+        }
+        if let Some(store) = &self.store {
+            store.record(topic, message.qos, &message.payload);
+        }
+    }
+
+    /// The retained messages whose topics match `filter`.
+    pub fn retained_for(&self, filter: &str) -> Vec<Message> {
+        let retained = self.retained.read().unwrap_or_else(PoisonError::into_inner);
+        retained
+            .iter()
+            .filter(|(topic, _)| schema::acl::matches(filter, topic))
+            .map(|(topic, kept)| Message {
+                topic: Bytes::copy_from_slice(topic.as_bytes()),
+                payload: kept.payload.clone(),
+                qos: kept.qos,
+                retain: true,
+            })
+            .collect()
+    }
+}
+
+/// `MARK`'s value: the QoS, plus 4 when retained.
+fn mark_value(qos: u8, retain: bool) -> &'static str {
+    match (qos, retain) {
+        (0, false) => "0",
+        (1, false) => "1",
+        (2, false) => "2",
+        (0, true) => "4",
+        (1, true) => "5",
+        _ if retain => "6",
+        _ => "2",
+    }
+}
+
+/// A message forwarded by the router: the message as published and the identifier of the
+/// subscription it was forwarded for. `None` for a forward without the engine's marks, which
+/// only a router change could produce.
+pub fn unmark(forward: Forward) -> Option<(Message, usize)> {
+    let mut properties = forward.properties?;
+    let subscription = properties.subscription_identifiers.pop()?;
+    let index = properties.user_properties.iter().position(|(name, _)| name == MARK)?;
+    let (_, value) = properties.user_properties.swap_remove(index);
+    let value = value.as_bytes().first().copied()?.checked_sub(b'0')?;
+    let message = Message {
+        topic: forward.publish.topic,
+        payload: forward.publish.payload,
+        qos: (value & 0b11).min(2),
+        retain: value & 0b100 != 0,
+    };
+    Some((message, subscription))
+}
+
+/// The sending half of a router link. Dropping it takes the link out of the router.
+pub struct RouterTx {
+    tx: LinkTx,
+    slot: usize,
+    hub: Arc<Hub>,
+    closed: AtomicBool,
+}
+
+impl RouterTx {
+    /// Hands a packet to the router. `LinkTx::send` is async in name only: it pushes into the
+    /// link's buffer and wakes the router through a bounded channel, so it completes at its
+    /// first poll (waiting on the thread only while the router's channel is full).
+    pub fn send(&mut self, packet: Packet) -> Result<(), LinkError> {
+        let mut future = std::pin::pin!(self.tx.send(packet));
+        match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(result) => result.map(|_| ()),
+            Poll::Pending => Err(LinkError::ConnectionAck("the router link did not take a packet".into())),
+        }
+    }
+
+    /// Subscribes at QoS 0 with the engine's subscription identifier (see the module docs).
+    pub fn subscribe(&mut self, filter: &str, id: usize) -> Result<(), LinkError> {
+        let filter = Filter {
+            path: filter.to_owned(),
+            qos: QoS::AtMostOnce,
+            nolocal: false,
+            preserve_retain: false,
+            retain_forward_rule: RetainForwardRule::Never,
+        };
+        let properties = SubscribeProperties { id: Some(id), user_properties: Vec::new() };
+        self.send(Packet::Subscribe(Subscribe { pkid: 1, filters: vec![filter] }, Some(properties)))
+    }
+
+    pub fn unsubscribe(&mut self, filter: &str) -> Result<(), LinkError> {
+        self.send(Packet::Unsubscribe(Unsubscribe { pkid: 1, filters: vec![filter.to_owned()] }, None))
+    }
+}
+
+impl Drop for RouterTx {
+    fn drop(&mut self) {
+        if !self.closed.swap(true, Ordering::Relaxed) {
+            let disconnect = Disconnect { reason_code: DisconnectReasonCode::NormalDisconnection };
+            let _ = self.send(Packet::Disconnect(disconnect, None));
+        }
+        self.hub.release(self.slot);
+    }
+}
+
+/// What a router link's receiving half yields that the engine cares about.
+pub enum Received {
+    Message(Message, usize),
+    /// The router paused this link until it is woken (its buffer was full).
+    Paused,
+    /// Acknowledgements of the link's own packets, and anything else: nothing to do.
+    Nothing,
+}
+
+/// Waits for the router's next notification.
+pub async fn receive(rx: &mut LinkRx) -> Result<Received, LinkError> {
+    Ok(match rx.next().await? {
+        Some(Notification::Forward(forward)) => match unmark(forward) {
+            Some((message, subscription)) => Received::Message(message, subscription),
+            None => {
+                tracing::warn!("the router forwarded a message without the engine's marks; dropped");
+                Received::Nothing
+            }
+        },
+        Some(Notification::Unschedule) => Received::Paused,
+        _ => Received::Nothing,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mark_round_trips_every_qos_and_retain_flag() {
+        for qos in 0..=2 {
+            for retain in [false, true] {
+                let properties = PublishProperties {
+                    user_properties: vec![
+                        ("app".into(), "x".into()),
+                        (MARK.into(), mark_value(qos, retain).into()),
+                    ],
+                    subscription_identifiers: vec![7],
+                    ..Default::default()
+                };
+                let forward = Forward {
+                    cursor: None,
+                    size: 0,
+                    publish: Publish::new("t", "p", false),
+                    properties: Some(properties),
+                };
+                let (message, subscription) = unmark(forward).unwrap();
+                assert_eq!((message.qos, message.retain, subscription), (qos, retain, 7));
+            }
+        }
+    }
+
+    #[test]
+    fn a_forward_without_the_mark_is_refused() {
+        let forward = Forward { cursor: None, size: 0, publish: Publish::new("t", "p", false), properties: None };
+        assert!(unmark(forward).is_none());
+    }
+}

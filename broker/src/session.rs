@@ -1,0 +1,357 @@
+//! An MQTT session as the client sees it: its subscriptions with their granted QoS, the
+//! messages queued for it, the QoS 1 and 2 exchanges in flight in both directions, and its
+//! packet ids. The engine owns all of it; the router only fans messages out to the session's
+//! link ([`crate::hub`]).
+//!
+//! The state is plain data behind one mutex, written to by two tasks: the session's router
+//! reader, which queues what the router forwards, and the connection that has the session,
+//! which sends from the queue and takes the client's acknowledgements, in any order the
+//! protocol allows. A persistent session (clean session 0) outlives its connection: its reader
+//! keeps queueing QoS 1 and 2 messages while the client is away, and the next connection with
+//! the same client id resumes it.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::sync::Notify;
+
+use crate::codec::{self, PUBREL};
+use crate::counters::Counters;
+use crate::hub::{self, Hub, Message, Received, RouterTx};
+
+/// Bounds that every session has.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// QoS 1 and 2 messages sent and not yet acknowledged.
+    pub inflight: usize,
+    /// Messages waiting to be sent; beyond it the oldest is dropped and counted.
+    pub queued: usize,
+}
+
+/// One session. See the module documentation.
+pub struct Session {
+    pub client_id: String,
+    pub persistent: bool,
+    /// The session's link into the router, for its publishes and subscriptions.
+    pub router: Mutex<RouterTx>,
+    state: Mutex<State>,
+    /// Wakes the connection that has the session when something is queued for it.
+    pub wake: Notify,
+    /// The connection that has the session (see [`crate::registry`]); a connection that was
+    /// taken over sees another number here and sends nothing more from the session.
+    pub owner: AtomicU64,
+    counters: Arc<Counters>,
+    bounds: Bounds,
+}
+
+/// A subscription as granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    /// The identifier the router tags this filter's messages with.
+    pub id: usize,
+    pub qos: u8,
+}
+
+/// A message for the client, at the QoS it is delivered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub message: Message,
+    /// min(published, granted).
+    pub qos: u8,
+    /// The RETAIN flag on the wire: set only for retained messages sent because of a SUBSCRIBE.
+    pub retain: bool,
+}
+
+/// A QoS 1 or 2 message sent to the client and not yet completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inflight {
+    pub pkid: u16,
+    pub delivery: Delivery,
+    /// QoS 2 only: PUBREC received and PUBREL sent, waiting for PUBCOMP.
+    pub released: bool,
+}
+
+/// The session's state. Public fields so that the session file can write and read it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct State {
+    pub subscriptions: HashMap<String, Subscription>,
+    pub next_subscription_id: usize,
+    pub queue: VecDeque<Delivery>,
+    /// In the order sent, which is the order to resend in.
+    pub inflight: VecDeque<Inflight>,
+    pub last_pkid: u16,
+    /// QoS 2 packet ids from the client that were PUBRECed and not yet released: a
+    /// retransmitted PUBLISH with one of them is not delivered again.
+    pub incoming_qos2: HashSet<u16>,
+    /// Whether a connection has the session now.
+    pub attached: bool,
+    /// When the last connection left (persistent sessions).
+    pub detached_at: Option<Instant>,
+    /// Messages dropped for this session because its queue was full.
+    pub dropped: u64,
+}
+
+/// What the client sent that breaks the protocol, in a few words for the log.
+pub type Violation = &'static str;
+
+impl Session {
+    /// A new session with its own router link, whose reader task starts at once.
+    pub async fn open(
+        hub: &Arc<Hub>,
+        client_id: String,
+        persistent: bool,
+        counters: Arc<Counters>,
+        bounds: Bounds,
+        state: State,
+    ) -> Result<Arc<Session>, rumqttd::local::LinkError> {
+        let (mut tx, rx) = hub.link().await?;
+        for (filter, subscription) in &state.subscriptions {
+            tx.subscribe(filter, subscription.id)?;
+        }
+        let session = Arc::new(Session {
+            client_id,
+            persistent,
+            router: Mutex::new(tx),
+            state: Mutex::new(state),
+            wake: Notify::new(),
+            owner: AtomicU64::new(0),
+            counters,
+            bounds,
+        });
+        tokio::spawn(read_router(Arc::downgrade(&session), rx));
+        Ok(session)
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn router(&self) -> std::sync::MutexGuard<'_, RouterTx> {
+        self.router.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a message for the client, dropping the oldest beyond the bound.
+    pub fn enqueue(&self, delivery: Delivery) {
+        let mut state = self.lock();
+        // A client away from its session gets the QoS 1 and 2 messages when it is back; QoS 0
+        // is not kept for it (as Mosquitto does by default).
+        if !state.attached && delivery.qos == 0 {
+            return;
+        }
+        state.queue.push_back(delivery);
+        if state.queue.len() > self.bounds.queued {
+            state.queue.pop_front();
+            state.dropped += 1;
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// A message the router forwarded for subscription `id`.
+    fn forwarded(&self, message: Message, id: usize) {
+        let granted = {
+            let state = self.lock();
+            state.subscriptions.values().find(|subscription| subscription.id == id).map(|s| s.qos)
+        };
+        // Unsubscribed meanwhile: the router may still have had it in its buffer.
+        let Some(granted) = granted else { return };
+        let qos = message.qos.min(granted);
+        self.enqueue(Delivery { message, qos, retain: false });
+    }
+}
+
+/// Queues what the router forwards until the session is gone.
+async fn read_router(session: Weak<Session>, mut rx: rumqttd::local::LinkRx) {
+    loop {
+        let received = match hub::receive(&mut rx).await {
+            Ok(received) => received,
+            // The session dropped its link, or the router stopped.
+            Err(_) => return,
+        };
+        let Some(session) = session.upgrade() else { return };
+        match received {
+            Received::Message(message, id) => session.forwarded(message, id),
+            Received::Paused => {
+                if rx.wake().await.is_err() {
+                    return;
+                }
+            }
+            Received::Nothing => {}
+        }
+    }
+}
+
+impl State {
+    /// Writes queued messages into `out` while the in-flight window has room, until `out`
+    /// holds about `max_bytes`. Returns how many PUBLISH packets it wrote.
+    pub fn send_queued(&mut self, out: &mut BytesMut, bounds: Bounds, max_bytes: usize) -> u64 {
+        let mut sent = 0;
+        while out.len() < max_bytes {
+            let Some(front) = self.queue.front() else { break };
+            if front.qos > 0 && self.inflight.len() >= bounds.inflight {
+                break;
+            }
+            let Some(delivery) = self.queue.pop_front() else { break };
+            let message = &delivery.message;
+            if delivery.qos == 0 {
+                codec::publish(out, &message.topic, &message.payload, 0, delivery.retain, false, 0);
+            } else {
+                let pkid = self.next_pkid();
+                codec::publish(out, &message.topic, &message.payload, delivery.qos, delivery.retain, false, pkid);
+                self.inflight.push_back(Inflight { pkid, delivery, released: false });
+            }
+            sent += 1;
+        }
+        sent
+    }
+
+    /// The next packet id not in flight (MQTT 3.1.1 section 2.3.1: an id may be reused only
+    /// once its exchange is complete).
+    fn next_pkid(&mut self) -> u16 {
+        loop {
+            self.last_pkid = self.last_pkid.checked_add(1).unwrap_or(1);
+            let pkid = self.last_pkid;
+            if !self.inflight.iter().any(|inflight| inflight.pkid == pkid) {
+                return pkid;
+            }
+        }
+    }
+
+    /// What a resumed session sends first: every unacknowledged PUBLISH again, with DUP, and
+    /// PUBREL for every released QoS 2 message (MQTT 3.1.1 section 4.4).
+    pub fn resend(&self, out: &mut BytesMut) {
+        for inflight in &self.inflight {
+            if inflight.released {
+                codec::ack(out, PUBREL, inflight.pkid);
+            } else {
+                let delivery = &inflight.delivery;
+                let message = &delivery.message;
+                codec::publish(out, &message.topic, &message.payload, delivery.qos, delivery.retain, true, inflight.pkid);
+            }
+        }
+    }
+
+    fn position(&self, pkid: u16) -> Option<usize> {
+        self.inflight.iter().position(|inflight| inflight.pkid == pkid)
+    }
+
+    pub fn puback(&mut self, pkid: u16) -> Result<(), Violation> {
+        match self.position(pkid) {
+            Some(at) if self.inflight[at].delivery.qos == 1 => {
+                self.inflight.remove(at);
+                Ok(())
+            }
+            Some(_) => Err("PUBACK for a QoS 2 message"),
+            // Acknowledged already, or never sent: nothing to do (as Mosquitto does).
+            None => Ok(()),
+        }
+    }
+
+    /// Returns whether to answer with PUBREL.
+    pub fn pubrec(&mut self, pkid: u16) -> Result<bool, Violation> {
+        match self.position(pkid) {
+            Some(at) if self.inflight[at].delivery.qos == 2 => {
+                self.inflight[at].released = true;
+                Ok(true)
+            }
+            Some(_) => Err("PUBREC for a QoS 1 message"),
+            // Released and completed already: release again, so the client can finish.
+            None => Ok(true),
+        }
+    }
+
+    pub fn pubcomp(&mut self, pkid: u16) -> Result<(), Violation> {
+        match self.position(pkid) {
+            Some(at) if self.inflight[at].released => {
+                self.inflight.remove(at);
+                Ok(())
+            }
+            Some(_) => Err("PUBCOMP before PUBREC"),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops what only a connected client can get (QoS 0 messages) when the connection ends.
+    pub fn detach(&mut self) {
+        self.attached = false;
+        self.detached_at = Some(Instant::now());
+        self.queue.retain(|delivery| delivery.qos > 0);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    const BOUNDS: Bounds = Bounds { inflight: 2, queued: 4 };
+
+    fn delivery(n: u8, qos: u8) -> Delivery {
+        let message = Message { topic: Bytes::from("t"), payload: Bytes::from(vec![n]), qos, retain: false };
+        Delivery { message, qos, retain: false }
+    }
+
+    #[test]
+    fn the_window_bounds_what_is_in_flight_and_qos_0_passes_it() {
+        let mut state = State::default();
+        state.queue.extend([delivery(1, 1), delivery(2, 2), delivery(3, 1), delivery(4, 0)]);
+        let mut out = BytesMut::new();
+        assert_eq!(state.send_queued(&mut out, BOUNDS, 1 << 20), 2);
+        assert_eq!(state.inflight.iter().map(|i| i.pkid).collect::<Vec<_>>(), [1, 2]);
+        // Acknowledged out of order: the QoS 2 one first, then the QoS 1 one.
+        assert_eq!(state.pubrec(2), Ok(true));
+        assert_eq!(state.puback(1), Ok(()));
+        assert_eq!(state.send_queued(&mut out, BOUNDS, 1 << 20), 2);
+        assert_eq!(state.pubcomp(2), Ok(()));
+        assert_eq!(state.inflight.iter().map(|i| i.pkid).collect::<Vec<_>>(), [3]);
+        assert!(state.queue.is_empty());
+    }
+
+    #[test]
+    fn wrong_acknowledgements_are_violations_and_unknown_ones_are_ignored() {
+        let mut state = State::default();
+        state.queue.extend([delivery(1, 1), delivery(2, 2)]);
+        state.send_queued(&mut BytesMut::new(), BOUNDS, 1 << 20);
+        assert!(state.pubrec(1).is_err());
+        assert!(state.puback(2).is_err());
+        assert!(state.pubcomp(2).is_err());
+        assert_eq!(state.puback(9), Ok(()));
+        assert_eq!(state.pubcomp(9), Ok(()));
+        assert_eq!(state.pubrec(9), Ok(true));
+    }
+
+    #[test]
+    fn packet_ids_in_flight_are_never_reused() {
+        let mut state = State { last_pkid: u16::MAX - 1, ..State::default() };
+        state.inflight.push_back(Inflight { pkid: 1, delivery: delivery(0, 1), released: false });
+        assert_eq!(state.next_pkid(), u16::MAX);
+        // Wraps past 0 (never used) and skips 1, still in flight.
+        assert_eq!(state.next_pkid(), 2);
+    }
+
+    #[test]
+    fn a_resumed_session_resends_with_dup_and_releases_again() {
+        let mut state = State::default();
+        state.queue.extend([delivery(1, 1), delivery(2, 2)]);
+        state.send_queued(&mut BytesMut::new(), BOUNDS, 1 << 20);
+        state.pubrec(2).unwrap();
+        let mut out = BytesMut::new();
+        state.resend(&mut out);
+        // PUBLISH QoS 1 with DUP (0x3a), then PUBREL for id 2.
+        assert_eq!(&out[..], &[0x3a, 6, 0, 1, b't', 0, 1, 1, 0x62, 2, 0, 2]);
+    }
+
+    #[test]
+    fn a_detached_session_keeps_only_qos_1_and_2() {
+        let mut state = State { attached: true, ..State::default() };
+        state.queue.extend([delivery(1, 0), delivery(2, 1)]);
+        state.detach();
+        assert_eq!(state.queue, [delivery(2, 1)]);
+    }
+}
