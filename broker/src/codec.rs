@@ -296,7 +296,7 @@ mod tests {
             }),
         );
         check(
-            "3b 07 0003 612f62 0007 ff",
+            "3b 08 0003 612f62 0007 ff",
             ClientPacket::Publish(Publish {
                 dup: true,
                 qos: 1,
@@ -308,7 +308,7 @@ mod tests {
         );
         check("62 02 0009", ClientPacket::PubRel(9));
         check(
-            "82 0a 0001 0001 23 01 0002 612f 02",
+            "82 0b 0001 0001 23 01 0002 612f 02",
             ClientPacket::Subscribe { pkid: 1, filters: vec![("#".into(), 1), ("a/".into(), 2)] },
         );
         check("a2 05 0001 0001 23", ClientPacket::Unsubscribe { pkid: 1, filters: vec!["#".into()] });

@@ -173,7 +173,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(engine: Arc<Engin
                 Err(error) => break End::Io(error),
                 Ok(_) => {
                     deadline = Instant::now() + idle;
-                    if let Err(end) = connection.take_input(&mut input, &mut out) {
+                    if let Err(end) = connection.take_input(&mut input, &mut out).await {
                         break end;
                     }
                 }
@@ -232,7 +232,12 @@ async fn admit(
         }
     };
     if connect.keep_alive > settings.max_keepalive_s {
-        tracing::info!(client_id = connect.client_id, keep_alive = connect.keep_alive, max = settings.max_keepalive_s, "refused: keepalive over the board's limit");
+        tracing::info!(
+            client_id = connect.client_id,
+            keep_alive = connect.keep_alive,
+            max = settings.max_keepalive_s,
+            "refused: keepalive over the board's limit"
+        );
         return Err(ConnectCode::IdentifierRejected);
     }
     let client_id = match connect.client_id.as_str() {
@@ -385,7 +390,7 @@ impl Connection {
     }
 
     /// Handles every whole frame in `input`.
-    fn take_input(&mut self, input: &mut BytesMut, out: &mut BytesMut) -> Result<(), End> {
+    async fn take_input(&mut self, input: &mut BytesMut, out: &mut BytesMut) -> Result<(), End> {
         let max = self.engine.settings.max_packet_bytes;
         loop {
             let (frame, size) = match frame::check(input, max) {
@@ -398,11 +403,11 @@ impl Connection {
             }
             let bytes = input.split_to(size).freeze();
             let packet = codec::decode(bytes).ok_or_else(|| End::Violation("a packet that does not decode".into()))?;
-            self.handle(packet, out)?;
+            self.handle(packet, out).await?;
         }
     }
 
-    fn handle(&mut self, packet: ClientPacket, out: &mut BytesMut) -> Result<(), End> {
+    async fn handle(&mut self, packet: ClientPacket, out: &mut BytesMut) -> Result<(), End> {
         let violation = |reason: &str| End::Violation(reason.to_owned());
         match packet {
             ClientPacket::Publish(publish) => self.publish(publish, out)?,
@@ -417,12 +422,19 @@ impl Connection {
                 }
             }
             ClientPacket::PubComp(pkid) => self.session.lock().pubcomp(pkid).map_err(violation)?,
-            ClientPacket::Subscribe { pkid, filters } => self.subscribe(pkid, filters, out)?,
+            ClientPacket::Subscribe { pkid, filters } => self.subscribe(pkid, filters, out).await?,
             ClientPacket::Unsubscribe { pkid, filters } => {
                 for filter in &filters {
                     let removed = self.session.lock().subscriptions.remove(filter);
-                    if removed.is_some() {
-                        self.session.router().unsubscribe(filter).map_err(|error| End::Router(error.to_string()))?;
+                    match (removed, crate::hub::shared_filter(filter)) {
+                        (None, _) => {}
+                        (Some(_), Some((group, filter))) => self.engine.hub.leave(group, filter, &self.session),
+                        (Some(_), None) => {
+                            self.session
+                                .router()
+                                .unsubscribe(filter)
+                                .map_err(|error| End::Router(error.to_string()))?;
+                        }
                     }
                 }
                 codec::unsuback(out, pkid);
@@ -472,17 +484,25 @@ impl Connection {
         Ok(())
     }
 
-    fn subscribe(&mut self, pkid: u16, filters: Vec<(String, u8)>, out: &mut BytesMut) -> Result<(), End> {
+    async fn subscribe(&mut self, pkid: u16, filters: Vec<(String, u8)>, out: &mut BytesMut) -> Result<(), End> {
         let mut codes = Vec::with_capacity(filters.len());
         let mut retained = Vec::new();
         for (filter, qos) in filters {
-            // `$share/` is MQTT 5's, and the router cannot take `$` filters at all.
-            if filter.starts_with('$') {
-                tracing::info!(client_id = self.client_id, filter, "subscribe refused: topics starting with $ are not served");
+            let shared = crate::hub::shared_filter(&filter);
+            // The rules apply to the filter a shared subscription shares.
+            let checked = shared.map_or(filter.as_str(), |(_, inner)| inner);
+            // rumqttd's router drops a link that subscribes to a `$` filter, and no client
+            // publishes to `$` topics here.
+            if checked.starts_with('$') || (filter.starts_with("$share") && shared.is_none()) {
+                tracing::info!(
+                    client_id = self.client_id,
+                    filter,
+                    "subscribe refused: topics starting with $ are not served"
+                );
                 codes.push(SUBACK_FAILURE);
                 continue;
             }
-            if self.bound.as_ref().is_some_and(|bound| !bound.may_subscribe(&filter)) {
+            if self.bound.as_ref().is_some_and(|bound| !bound.may_subscribe(checked)) {
                 bump(&self.engine.counters.denied_subscribe);
                 tracing::info!(client_id = self.client_id, filter, "subscribe denied");
                 codes.push(SUBACK_FAILURE);
@@ -503,6 +523,17 @@ impl Connection {
                     }
                 }
             };
+            if let Some((group, inner)) = shared {
+                // Joined again on every SUBSCRIBE, which updates the granted QoS. Retained
+                // messages are not sent for shared subscriptions (MQTT 5 section 4.8.2).
+                self.engine
+                    .hub
+                    .join(group, inner, &self.session, qos)
+                    .await
+                    .map_err(|error| End::Router(error.to_string()))?;
+                codes.push(qos);
+                continue;
+            }
             if let Some(id) = new_id {
                 self.session.router().subscribe(&filter, id).map_err(|error| End::Router(error.to_string()))?;
             }
@@ -526,7 +557,12 @@ impl Connection {
         if let Some(will) = &self.will
             && !matches!(end, End::Disconnect)
         {
-            let message = Message { topic: will.topic.clone(), payload: will.payload.clone(), qos: will.qos, retain: will.retain };
+            let message = Message {
+                topic: will.topic.clone(),
+                payload: will.payload.clone(),
+                qos: will.qos,
+                retain: will.retain,
+            };
             if let Some(journal) = &engine.journal {
                 journal.record(Record {
                     topic: String::from_utf8_lossy(&will.topic).into_owned(),
@@ -548,8 +584,12 @@ impl Connection {
             End::Keepalive => tracing::info!(%listener, client_id, "client silent past its keepalive; closed"),
             End::TakenOver => tracing::info!(%listener, client_id, "a new connection with this client id took over"),
             End::Violation(reason) => violation(&engine.counters, door, Some(client_id), &reason),
-            End::LoginRevoked => tracing::info!(%listener, client_id, "closed: the login no longer passes after a reload"),
-            End::Router(error) => tracing::error!(%listener, client_id, %error, "the broker's router dropped the connection"),
+            End::LoginRevoked => {
+                tracing::info!(%listener, client_id, "closed: the login no longer passes after a reload")
+            }
+            End::Router(error) => {
+                tracing::error!(%listener, client_id, %error, "the broker's router dropped the connection")
+            }
         }
     }
 }

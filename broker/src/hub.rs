@@ -16,8 +16,8 @@
 //! Retained messages live here, not in the router: rumqttd clears a topic's retained message on
 //! any empty publish, retained or not, while MQTT clears it only for a retained one.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll, Waker};
 
@@ -30,6 +30,7 @@ use rumqttd::protocol::{
 use rumqttd::{Forward, Notification};
 
 use crate::retained::RetainedSender;
+use crate::session::{Delivery, Session};
 
 /// The name of the user property that carries a message's published QoS and retain flag.
 pub const MARK: &str = "\u{0}busgate";
@@ -66,11 +67,21 @@ pub struct Hub {
     retained: RwLock<BTreeMap<String, Retained>>,
     /// Where retained messages are kept across restarts, when they are.
     store: Option<RetainedSender>,
+    /// Shared subscriptions (`$share/GROUP/FILTER`), by group and filter: the engine's own, so
+    /// rumqttd's shared-subscription code (which panics on a state clients can reach) is never
+    /// used.
+    shared: Mutex<HashMap<(String, String), Arc<SharedGroup>>>,
 }
 
 impl Hub {
     pub fn new(factory: LinkFactory, retained: BTreeMap<String, Retained>, store: Option<RetainedSender>) -> Hub {
-        Hub { factory, slots: Mutex::new(BTreeSet::new()), retained: RwLock::new(retained), store }
+        Hub {
+            factory,
+            slots: Mutex::new(BTreeSet::new()),
+            retained: RwLock::new(retained),
+            store,
+            shared: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Opens a link into the router (off the async threads: building one blocks until the
@@ -150,6 +161,145 @@ impl Hub {
                 retain: true,
             })
             .collect()
+    }
+}
+
+impl Hub {
+    /// Adds `session` to the shared subscription `group`/`filter` at `qos`, opening the group's
+    /// router link if it is the first member.
+    pub async fn join(
+        self: &Arc<Hub>,
+        group: &str,
+        filter: &str,
+        session: &Arc<Session>,
+        qos: u8,
+    ) -> Result<(), LinkError> {
+        let key = (group.to_owned(), filter.to_owned());
+        let existing = self.shared.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
+        let group = match existing {
+            Some(group) => group,
+            None => {
+                let (mut tx, rx) = self.link().await?;
+                tx.subscribe(filter, 1)?;
+                let group =
+                    Arc::new(SharedGroup { members: Mutex::new(Vec::new()), next: AtomicUsize::new(0), _tx: tx });
+                let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+                // Another member may have opened it meanwhile; then this link is dropped.
+                let group = shared.entry(key.clone()).or_insert(group).clone();
+                tokio::spawn(share_out(Arc::downgrade(self), key, Arc::downgrade(&group), rx));
+                group
+            }
+        };
+        let mut members = group.members.lock().unwrap_or_else(PoisonError::into_inner);
+        members.retain(|(member, _)| member.upgrade().is_some_and(|member| !Arc::ptr_eq(&member, session)));
+        members.push((Arc::downgrade(session), qos));
+        Ok(())
+    }
+
+    /// Takes `session` out of a shared subscription.
+    pub fn leave(&self, group: &str, filter: &str, session: &Arc<Session>) {
+        let key = (group.to_owned(), filter.to_owned());
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(found) = shared.get(&key) else { return };
+        let empty = {
+            let mut members = found.members.lock().unwrap_or_else(PoisonError::into_inner);
+            members.retain(|(member, _)| member.upgrade().is_some_and(|member| !Arc::ptr_eq(&member, session)));
+            members.is_empty()
+        };
+        if empty {
+            shared.remove(&key);
+        }
+    }
+}
+
+impl Hub {
+    /// Prunes members that are gone from a shared subscription, and the group if it is empty.
+    pub fn leave_gone(&self, group: &str, filter: &str) {
+        let key = (group.to_owned(), filter.to_owned());
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(found) = shared.get(&key) else { return };
+        let empty = {
+            let mut members = found.members.lock().unwrap_or_else(PoisonError::into_inner);
+            // The session being dropped has no strong references left.
+            members.retain(|(member, _)| member.strong_count() > 0);
+            members.is_empty()
+        };
+        if empty {
+            shared.remove(&key);
+        }
+    }
+}
+
+/// `$share/GROUP/FILTER` split into group and filter; `None` if it is not a well-formed shared
+/// subscription (MQTT 5 section 4.8.2: the group is one non-empty level without wildcards).
+pub fn shared_filter(filter: &str) -> Option<(&str, &str)> {
+    let rest = filter.strip_prefix("$share/")?;
+    let (group, filter) = rest.split_once('/')?;
+    (!group.is_empty() && !group.contains(['+', '#']) && !filter.is_empty()).then_some((group, filter))
+}
+
+/// One shared subscription: its members and the router link that feeds them.
+pub struct SharedGroup {
+    /// Each member session with the QoS it was granted.
+    members: Mutex<Vec<(std::sync::Weak<Session>, u8)>>,
+    /// Round robin over the members.
+    next: AtomicUsize,
+    /// Dropping the group takes its link out of the router.
+    _tx: RouterTx,
+}
+
+impl SharedGroup {
+    /// The member to give the next message to, with its granted QoS; members that are gone are
+    /// removed on the way.
+    fn pick(&self) -> Option<(Arc<Session>, u8)> {
+        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        members.retain(|(member, _)| member.strong_count() > 0);
+        if members.is_empty() {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let (member, qos) = &members[start % members.len()];
+        member.upgrade().map(|member| (member, *qos))
+    }
+}
+
+/// Hands each message of a shared subscription to one member, until the group is gone.
+async fn share_out(
+    hub: std::sync::Weak<Hub>,
+    key: (String, String),
+    group: std::sync::Weak<SharedGroup>,
+    mut rx: LinkRx,
+) {
+    loop {
+        let received = match receive(&mut rx).await {
+            Ok(received) => received,
+            Err(_) => return,
+        };
+        let Some(shared) = group.upgrade() else { return };
+        match received {
+            Received::Message(message, _) => match shared.pick() {
+                Some((member, granted)) => {
+                    let qos = message.qos.min(granted);
+                    member.enqueue(Delivery { message, qos, retain: false });
+                }
+                None => {
+                    // Every member is gone: the group goes too.
+                    if let Some(hub) = hub.upgrade() {
+                        let mut groups = hub.shared.lock().unwrap_or_else(PoisonError::into_inner);
+                        if groups.get(&key).is_some_and(|found| Arc::ptr_eq(found, &shared)) {
+                            groups.remove(&key);
+                        }
+                    }
+                    return;
+                }
+            },
+            Received::Paused => {
+                if rx.wake().await.is_err() {
+                    return;
+                }
+            }
+            Received::Nothing => {}
+        }
     }
 }
 
@@ -266,10 +416,7 @@ mod tests {
         for qos in 0..=2 {
             for retain in [false, true] {
                 let properties = PublishProperties {
-                    user_properties: vec![
-                        ("app".into(), "x".into()),
-                        (MARK.into(), mark_value(qos, retain).into()),
-                    ],
+                    user_properties: vec![("app".into(), "x".into()), (MARK.into(), mark_value(qos, retain).into())],
                     subscription_identifiers: vec![7],
                     ..Default::default()
                 };

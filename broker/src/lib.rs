@@ -219,11 +219,8 @@ pub async fn run(
         unix.push((socket, tokio::net::UnixListener::from_std(bound).map_err(bind_error)?));
     }
 
-    let journal = if board.broker.journal.enabled {
-        Some(Journal::start(&board.broker.journal, limits)?)
-    } else {
-        None
-    };
+    let journal =
+        if board.broker.journal.enabled { Some(Journal::start(&board.broker.journal, limits)?) } else { None };
     let policy = Policy::from_board(board)?;
     let counters = Arc::new(Counters::default());
     let retained = match start_retained(&board.broker.retained) {
@@ -313,8 +310,13 @@ pub async fn run(
             }
         }
     }
-    let sources =
-        HealthSources { board: board.name.clone(), counters: counters.clone(), dropped, uplink_queue, uplink_connected };
+    let sources = HealthSources {
+        board: board.name.clone(),
+        counters: counters.clone(),
+        dropped,
+        uplink_queue,
+        uplink_connected,
+    };
     let interval = Duration::from_secs(board.broker.health_interval_s);
     let health = tokio::spawn(local::publish_health(internal, sources, interval));
 
@@ -446,7 +448,9 @@ async fn save(path: PathBuf, bytes: Vec<u8>) -> io::Result<()> {
 
 /// Loads the retained store, if the board keeps one. A damaged file is set aside (`.damaged`),
 /// not fatal: the gateways republish their retained state anyway.
-fn start_retained(settings: &board::Retained) -> Result<Option<(RetainedStore, BTreeMap<String, hub::Retained>)>, Error> {
+fn start_retained(
+    settings: &board::Retained,
+) -> Result<Option<(RetainedStore, BTreeMap<String, hub::Retained>)>, Error> {
     if !settings.enabled {
         return Ok(None);
     }
@@ -528,7 +532,10 @@ mod tests {
             "[broker.limits]\nmax_connections = 7\nmax_payload_bytes = 1000\nsegment_bytes = 4096\nmax_segments = 2\n\
              [broker.sessions]\nmax_sessions = 3\n",
         ));
-        assert_eq!((router.max_connections, router.max_segment_size, router.max_segment_count), (7 + 3 + ROUTER_SLACK, 4096, 2));
+        assert_eq!(
+            (router.max_connections, router.max_segment_size, router.max_segment_count),
+            (7 + 3 + ROUTER_SLACK, 4096, 2)
+        );
     }
 
     #[test]

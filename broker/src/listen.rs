@@ -74,7 +74,12 @@ pub async fn tcp(socket: TcpListener, acceptor: Option<TlsAcceptor>, listener: L
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
         }
-        let door = Door { listener: listener.name.clone(), anonymous: listener.anonymous, peer_user: None, peer: peer.to_string() };
+        let door = Door {
+            listener: listener.name.clone(),
+            anonymous: listener.anonymous,
+            peer_user: None,
+            peer: peer.to_string(),
+        };
         let (engine, acceptor) = (listener.engine.clone(), acceptor.clone());
         tokio::spawn(async move {
             let _place = place;

@@ -143,7 +143,9 @@ fn reload_on_hangup(path: PathBuf) -> anyhow::Result<tokio::sync::mpsc::Receiver
                         return;
                     }
                 }
-                Err(error) => tracing::error!(error = format!("{error:#}"), path = %path.display(), "SIGHUP: the board file does not load; the rules stay as they were"),
+                Err(error) => {
+                    tracing::error!(error = format!("{error:#}"), path = %path.display(), "SIGHUP: the board file does not load; the rules stay as they were")
+                }
             }
         }
     });

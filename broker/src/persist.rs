@@ -165,7 +165,8 @@ mod tests {
     use super::*;
 
     fn delivery(n: u8, qos: u8) -> Delivery {
-        let message = Message { topic: Bytes::from("a/b"), payload: Bytes::from(vec![n; 3]), qos: 2, retain: n % 2 == 0 };
+        let message =
+            Message { topic: Bytes::from("a/b"), payload: Bytes::from(vec![n; 3]), qos: 2, retain: n % 2 == 0 };
         Delivery { message, qos, retain: false }
     }
 
@@ -193,7 +194,10 @@ mod tests {
             assert_eq!(decoded.inflight, expected.inflight);
             assert_eq!(decoded.queue, expected.queue);
             assert_eq!(decoded.incoming_qos2, expected.incoming_qos2);
-            assert_eq!((decoded.last_pkid, decoded.next_subscription_id), (expected.last_pkid, expected.next_subscription_id));
+            assert_eq!(
+                (decoded.last_pkid, decoded.next_subscription_id),
+                (expected.last_pkid, expected.next_subscription_id)
+            );
         }
     }
 

@@ -104,11 +104,18 @@ impl Registry {
             other.kick.notify_one();
         }
         session.owner.store(owner, Ordering::Relaxed);
-        entries.insert(client_id.to_owned(), Entry { session: session.clone(), owner: Some(owner), kick: kick.clone() });
+        entries
+            .insert(client_id.to_owned(), Entry { session: session.clone(), owner: Some(owner), kick: kick.clone() });
         Ok(Claim { session, resumed: false, owner, kick })
     }
 
-    async fn open(&self, hub: &Arc<Hub>, client_id: &str, persistent: bool, state: State) -> Result<Arc<Session>, ClaimError> {
+    async fn open(
+        &self,
+        hub: &Arc<Hub>,
+        client_id: &str,
+        persistent: bool,
+        state: State,
+    ) -> Result<Arc<Session>, ClaimError> {
         Session::open(hub, client_id.to_owned(), persistent, self.counters.clone(), self.bounds, state)
             .await
             .map_err(|error| ClaimError::Router(error.to_string()))
@@ -128,7 +135,11 @@ impl Registry {
         let Some((_, id)) = oldest else { return Err(ClaimError::Full(persistent)) };
         entries.remove(&id);
         bump(&self.counters.sessions_expired);
-        tracing::info!(client_id = id, max_sessions = self.limits.max_sessions, "session removed to make room for a new one");
+        tracing::info!(
+            client_id = id,
+            max_sessions = self.limits.max_sessions,
+            "session removed to make room for a new one"
+        );
         Ok(())
     }
 
@@ -153,8 +164,8 @@ impl Registry {
         let expiry = self.limits.expiry;
         let mut entries = self.entries();
         entries.retain(|client_id, entry| {
-            let away = entry.owner.is_none()
-                && entry.session.lock().detached_at.is_some_and(|at| at.elapsed() >= expiry);
+            let away =
+                entry.owner.is_none() && entry.session.lock().detached_at.is_some_and(|at| at.elapsed() >= expiry);
             if away {
                 bump(&self.counters.sessions_expired);
                 tracing::info!(client_id, expiry_s = expiry.as_secs(), "session expired");

@@ -33,6 +33,7 @@ pub struct Bounds {
 
 /// One session. See the module documentation.
 pub struct Session {
+    hub: Arc<Hub>,
     pub client_id: String,
     pub persistent: bool,
     /// The session's link into the router, for its publishes and subscriptions.
@@ -108,10 +109,15 @@ impl Session {
         state: State,
     ) -> Result<Arc<Session>, rumqttd::local::LinkError> {
         let (mut tx, rx) = hub.link().await?;
+        let mut shared = Vec::new();
         for (filter, subscription) in &state.subscriptions {
-            tx.subscribe(filter, subscription.id)?;
+            match hub::shared_filter(filter) {
+                Some((group, filter)) => shared.push((group.to_owned(), filter.to_owned(), subscription.qos)),
+                None => tx.subscribe(filter, subscription.id)?,
+            }
         }
         let session = Arc::new(Session {
+            hub: hub.clone(),
             client_id,
             persistent,
             router: Mutex::new(tx),
@@ -122,6 +128,9 @@ impl Session {
             bounds,
         });
         tokio::spawn(read_router(Arc::downgrade(&session), rx));
+        for (group, filter, qos) in shared {
+            hub.join(&group, &filter, &session, qos).await?;
+        }
         Ok(session)
     }
 
@@ -161,6 +170,19 @@ impl Session {
         let Some(granted) = granted else { return };
         let qos = message.qos.min(granted);
         self.enqueue(Delivery { message, qos, retain: false });
+    }
+}
+
+impl Drop for Session {
+    /// Leaves the shared subscriptions, whose groups otherwise learn of it only at their next
+    /// message.
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for filter in state.subscriptions.keys() {
+            if let Some((group, filter)) = hub::shared_filter(filter) {
+                self.hub.leave_gone(group, filter);
+            }
+        }
     }
 }
 
@@ -230,7 +252,15 @@ impl State {
             } else {
                 let delivery = &inflight.delivery;
                 let message = &delivery.message;
-                codec::publish(out, &message.topic, &message.payload, delivery.qos, delivery.retain, true, inflight.pkid);
+                codec::publish(
+                    out,
+                    &message.topic,
+                    &message.payload,
+                    delivery.qos,
+                    delivery.retain,
+                    true,
+                    inflight.pkid,
+                );
             }
         }
     }

@@ -26,7 +26,6 @@ use tokio::time::Instant;
 
 use crate::hub::{self, Hub, Message, Received, RouterTx};
 
-
 /// Reconnect backoff towards the upstream broker.
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(10);
@@ -339,7 +338,11 @@ impl Uplink {
 
 /// A forwarded message as a queue record, with the retain flag it was published with.
 fn record(message: Message) -> Record {
-    Record { topic: String::from_utf8_lossy(&message.topic).into_owned(), payload: message.payload, retain: message.retain }
+    Record {
+        topic: String::from_utf8_lossy(&message.topic).into_owned(),
+        payload: message.payload,
+        retain: message.retain,
+    }
 }
 
 async fn poll(upstream: &mut Option<(AsyncClient, EventLoop)>) -> Result<Event, rumqttc::ConnectionError> {

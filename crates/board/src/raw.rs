@@ -11,8 +11,7 @@ use toml::Spanned;
 use crate::can;
 use crate::{
     Board, BoardError, Broker, Bus, Deploy, Device, Gateway, Journal, Limits, Listener, Retained, Sessions, Socket,
-    SpiSettings, Tls,
-    Uplink, UplinkTls, User, check_name, line_of, spanned,
+    SpiSettings, Tls, Uplink, UplinkTls, User, check_name, line_of, spanned,
 };
 
 #[derive(Deserialize)]
@@ -858,10 +857,10 @@ fn validate_broker(check: &Checker<'_>, raw: BrokerSection) -> Result<Broker, Bo
         let socket = socket.into_inner();
         let field = format!("broker.sockets.{name}");
         check_name(&name).map_err(|message| check.error(span.clone(), &field, message))?;
-        let mode = u32::from_str_radix(socket.mode.get_ref(), 8)
-            .ok()
-            .filter(|mode| *mode <= 0o777)
-            .ok_or_else(|| check.error(socket.mode.span(), format!("{field}.mode"), "expected an octal file mode such as \"660\""))?;
+        let mode =
+            u32::from_str_radix(socket.mode.get_ref(), 8).ok().filter(|mode| *mode <= 0o777).ok_or_else(|| {
+                check.error(socket.mode.span(), format!("{field}.mode"), "expected an octal file mode such as \"660\"")
+            })?;
         let mut peers = Vec::new();
         for (uid, user) in socket.peers {
             let uid = uid.parse::<u32>().map_err(|_| {
