@@ -197,13 +197,15 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(engine: Arc<Engin
             }
         }
     };
+    // The session is handed back before the socket closes, so a client that sees the close
+    // can count on it.
+    connection.finish(&door, end);
+    drop(live);
     // Whatever is still buffered for the client (a SUBACK, acknowledgements) goes out if it can.
     if !out.is_empty() {
         let _ = timeout(Duration::from_millis(100), writer.write_all(&out)).await;
     }
     let _ = writer.shutdown().await;
-    connection.finish(&door, end);
-    drop(live);
 }
 
 /// Logs in, checks the CONNECT against the limits, and takes the client's session.

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
 mod conformance;
+mod engine;
 mod hardening;
 mod journal;
 mod limits;
