@@ -159,7 +159,12 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(engine: Arc<Engin
     let mut policy = engine.policy.clone();
     policy.mark_unchanged();
     let mut deadline = Instant::now() + idle;
+    // Packets that came with the CONNECT (a client need not wait for the CONNACK).
+    let mut pipelined = connection.take_input(&mut input, &mut out).await.err();
     let end = loop {
+        if let Some(end) = pipelined.take() {
+            break end;
+        }
         if out.len() < HIGH_WATER && connection.owns_session() {
             let sent = connection.session.lock().send_queued(&mut out, settings.bounds, HIGH_WATER);
             engine.counters.messages_out.fetch_add(sent, Ordering::Relaxed);

@@ -432,6 +432,94 @@ mod tests {
         }
     }
 
+    /// A hub on a real router, as the broker makes it.
+    fn hub() -> Arc<Hub> {
+        let config = rumqttd::RouterConfig {
+            max_connections: 16,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 1 << 20,
+            max_segment_count: 4,
+            custom_segment: None,
+            initialized_filters: None,
+            shared_subscriptions_strategy: Default::default(),
+        };
+        let router_tx = rumqttd::Router::new(0, config).spawn();
+        let factory: LinkFactory = Arc::new(move |client_id| LinkBuilder::new(client_id, router_tx.clone()));
+        Arc::new(Hub::new(factory, BTreeMap::new(), None))
+    }
+
+    fn message(n: u32, qos: u8, retain: bool) -> Message {
+        Message { topic: Bytes::from("t/a"), payload: Bytes::from(n.to_be_bytes().to_vec()), qos, retain }
+    }
+
+    /// The next message, skipping acknowledgements of the link's own packets.
+    async fn next_message(rx: &mut LinkRx) -> Received {
+        loop {
+            let received = tokio::time::timeout(std::time::Duration::from_secs(5), receive(rx)).await.unwrap().unwrap();
+            if !matches!(received, Received::Nothing) {
+                return received;
+            }
+        }
+    }
+
+    // The router contract the engine relies on (see the module docs), pinned here so that a
+    // rumqttd upgrade that changes it fails loudly: a QoS 0 subscription forwards every message
+    // with the publisher's user properties and the subscription's identifier; a link that does
+    // not take its messages is paused at 200 and loses nothing when woken; one forward per
+    // matching filter; unsubscribing stops them; a `$` filter makes the router drop the link.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_router_keeps_the_contract_the_engine_relies_on() {
+        let hub = hub();
+        let (mut subscriber, mut rx) = hub.link().await.unwrap();
+        let (mut publisher, _publisher_rx) = hub.link().await.unwrap();
+        subscriber.subscribe("t/#", 7).unwrap();
+        subscriber.subscribe("t/a", 8).unwrap();
+        hub.publish(&mut publisher, &message(0, 2, true)).unwrap();
+        let mut tags = Vec::new();
+        for _ in 0..2 {
+            let Received::Message(received, id) = next_message(&mut rx).await else { panic!("expected a message") };
+            assert_eq!(received, message(0, 2, true));
+            tags.push(id);
+        }
+        tags.sort();
+        assert_eq!(tags, [7, 8], "one forward per matching filter, each with its identifier");
+        subscriber.unsubscribe("t/a").unwrap();
+
+        // 450 messages while the subscriber takes none: paused at 200, all there once woken.
+        for n in 1..=450 {
+            hub.publish(&mut publisher, &message(n, 1, false)).unwrap();
+        }
+        let mut received = Vec::new();
+        let mut pauses = 0;
+        while received.len() < 450 {
+            match next_message(&mut rx).await {
+                Received::Message(message, id) => {
+                    assert_eq!(id, 7);
+                    received.push(u32::from_be_bytes(message.payload[..].try_into().unwrap()));
+                }
+                Received::Paused => {
+                    pauses += 1;
+                    rx.wake().await.unwrap();
+                }
+                Received::Nothing => {}
+            }
+        }
+        assert_eq!(received, (1..=450).collect::<Vec<_>>(), "in order, none lost, none twice");
+        assert!(pauses >= 2, "the router pauses a link at 200 messages ({pauses} pauses)");
+
+        // A `$` filter: the router drops the link (which is why the engine refuses them).
+        subscriber.subscribe("$SYS/#", 9).unwrap();
+        let dropped = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                if receive(&mut rx).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(dropped.is_ok(), "the router dropped the link");
+    }
+
     #[test]
     fn a_forward_without_the_mark_is_refused() {
         let forward = Forward { cursor: None, size: 0, publish: Publish::new("t", "p", false), properties: None };

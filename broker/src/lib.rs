@@ -239,7 +239,11 @@ pub async fn run(
     let factory: LinkFactory = Arc::new(move |client_id| LinkBuilder::new(client_id, router_tx.clone()));
     let hub = Arc::new(Hub::new(factory, kept, store.as_ref().map(RetainedStore::sender)));
     let sessions = &board.broker.sessions;
-    let bounds = Bounds { inflight: usize::from(limits.max_inflight), queued: sessions.max_queued };
+    let bounds = Bounds {
+        inflight: usize::from(limits.max_inflight),
+        queued: sessions.max_queued,
+        queued_bytes: sessions.max_queued_bytes,
+    };
     let session_limits =
         SessionLimits { max_sessions: sessions.max_sessions, expiry: Duration::from_secs(sessions.expiry_s) };
     let registry = Registry::new(session_limits, bounds, counters.clone());

@@ -96,7 +96,9 @@ pub fn decode(bytes: &[u8]) -> Option<Vec<(String, State)>> {
             state.inflight.push_back(Inflight { pkid, released, delivery: reader.delivery()? });
         }
         for _ in 0..reader.u32()? {
-            state.queue.push_back(reader.delivery()?);
+            let delivery = reader.delivery()?;
+            state.queued_bytes += delivery.size();
+            state.queue.push_back(delivery);
         }
         state.detached_at = Some(Instant::now());
         sessions.push((client_id, state));
@@ -178,6 +180,7 @@ mod tests {
         state.inflight.push_back(Inflight { pkid: 40, released: true, delivery: delivery(1, 2) });
         state.inflight.push_back(Inflight { pkid: 41, released: false, delivery: delivery(2, 1) });
         state.queue.extend([delivery(3, 1), delivery(4, 2)]);
+        state.queued_bytes = state.queue.iter().map(Delivery::size).sum();
         state
     }
 

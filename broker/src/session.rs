@@ -29,6 +29,9 @@ pub struct Bounds {
     pub inflight: usize,
     /// Messages waiting to be sent; beyond it the oldest is dropped and counted.
     pub queued: usize,
+    /// Topic and payload bytes waiting to be sent, bounded the same way: a slow subscriber of
+    /// large messages costs this much memory at most.
+    pub queued_bytes: usize,
 }
 
 /// One session. See the module documentation.
@@ -66,6 +69,13 @@ pub struct Delivery {
     pub retain: bool,
 }
 
+impl Delivery {
+    /// What it costs in a queue.
+    pub fn size(&self) -> usize {
+        self.message.topic.len() + self.message.payload.len()
+    }
+}
+
 /// A QoS 1 or 2 message sent to the client and not yet completed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inflight {
@@ -81,6 +91,8 @@ pub struct State {
     pub subscriptions: HashMap<String, Subscription>,
     pub next_subscription_id: usize,
     pub queue: VecDeque<Delivery>,
+    /// Topic and payload bytes in `queue`.
+    pub queued_bytes: usize,
     /// In the order sent, which is the order to resend in.
     pub inflight: VecDeque<Inflight>,
     pub last_pkid: u16,
@@ -93,6 +105,8 @@ pub struct State {
     pub detached_at: Option<Instant>,
     /// Messages dropped for this session because its queue was full.
     pub dropped: u64,
+    /// Whether the queue is dropping messages, so that the log says it once, not per message.
+    pub overflowing: bool,
 }
 
 /// What the client sent that breaks the protocol, in a few words for the log.
@@ -150,12 +164,22 @@ impl Session {
         if !state.attached && delivery.qos == 0 {
             return;
         }
+        state.queued_bytes += delivery.size();
         state.queue.push_back(delivery);
-        if state.queue.len() > self.bounds.queued {
-            state.queue.pop_front();
-            state.dropped += 1;
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        let mut dropped = 0;
+        while state.queue.len() > self.bounds.queued || state.queued_bytes > self.bounds.queued_bytes {
+            let Some(oldest) = state.queue.pop_front() else { break };
+            state.queued_bytes -= oldest.size();
+            dropped += 1;
         }
+        if dropped > 0 {
+            if !state.overflowing {
+                tracing::info!(client_id = self.client_id, attached = state.attached, "the client's queue is full; its oldest messages are dropped");
+            }
+            state.dropped += dropped;
+            self.counters.dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
+        state.overflowing = dropped > 0 || (state.overflowing && state.queue.len() * 2 > self.bounds.queued);
         drop(state);
         self.wake.notify_one();
     }
@@ -218,6 +242,7 @@ impl State {
                 break;
             }
             let Some(delivery) = self.queue.pop_front() else { break };
+            self.queued_bytes -= delivery.size();
             let message = &delivery.message;
             if delivery.qos == 0 {
                 codec::publish(out, &message.topic, &message.payload, 0, delivery.retain, false, 0);
@@ -310,6 +335,7 @@ impl State {
         self.attached = false;
         self.detached_at = Some(Instant::now());
         self.queue.retain(|delivery| delivery.qos > 0);
+        self.queued_bytes = self.queue.iter().map(Delivery::size).sum();
     }
 }
 
@@ -320,7 +346,7 @@ mod tests {
 
     use super::*;
 
-    const BOUNDS: Bounds = Bounds { inflight: 2, queued: 4 };
+    const BOUNDS: Bounds = Bounds { inflight: 2, queued: 4, queued_bytes: 1 << 20 };
 
     fn delivery(n: u8, qos: u8) -> Delivery {
         let message = Message { topic: Bytes::from("t"), payload: Bytes::from(vec![n]), qos, retain: false };
@@ -331,6 +357,7 @@ mod tests {
     fn the_window_bounds_what_is_in_flight_and_qos_0_passes_it() {
         let mut state = State::default();
         state.queue.extend([delivery(1, 1), delivery(2, 2), delivery(3, 1), delivery(4, 0)]);
+        state.queued_bytes = state.queue.iter().map(Delivery::size).sum();
         let mut out = BytesMut::new();
         assert_eq!(state.send_queued(&mut out, BOUNDS, 1 << 20), 2);
         assert_eq!(state.inflight.iter().map(|i| i.pkid).collect::<Vec<_>>(), [1, 2]);

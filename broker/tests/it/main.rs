@@ -7,6 +7,7 @@ mod engine;
 mod hardening;
 mod journal;
 mod limits;
+mod load;
 mod security;
 mod startup;
 mod state;

@@ -89,8 +89,11 @@ pub struct Sessions {
     pub max_sessions: usize,
     /// A session whose client has been away this long is removed.
     pub expiry_s: u64,
-    /// Messages queued per session; beyond it the oldest is dropped and counted.
+    /// Messages queued per session (connected or not); beyond it the oldest is dropped and
+    /// counted.
     pub max_queued: usize,
+    /// Topic and payload bytes queued per session, bounded the same way.
+    pub max_queued_bytes: usize,
     /// Bound on the session file.
     pub max_bytes: usize,
 }

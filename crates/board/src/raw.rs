@@ -95,6 +95,7 @@ struct SessionsSection {
     max_sessions: Spanned<usize>,
     expiry_s: Spanned<u64>,
     max_queued: Spanned<usize>,
+    max_queued_bytes: Spanned<usize>,
     max_bytes: Spanned<usize>,
 }
 
@@ -104,6 +105,7 @@ impl Default for SessionsSection {
             max_sessions: Spanned::new(0..0, 64),
             expiry_s: Spanned::new(0..0, 86_400),
             max_queued: Spanned::new(0..0, 1000),
+            max_queued_bytes: Spanned::new(0..0, 4 * 1024 * 1024),
             max_bytes: Spanned::new(0..0, 16 * 1024 * 1024),
         }
     }
@@ -849,6 +851,7 @@ fn validate_broker(check: &Checker<'_>, raw: BrokerSection) -> Result<Broker, Bo
         max_sessions: check.range(&s.max_sessions, "broker.sessions.max_sessions", 0, 100_000)?,
         expiry_s: check.range(&s.expiry_s, "broker.sessions.expiry_s", 1, 365 * 86_400)?,
         max_queued: check.range(&s.max_queued, "broker.sessions.max_queued", 1, 1_000_000)?,
+        max_queued_bytes: check.range(&s.max_queued_bytes, "broker.sessions.max_queued_bytes", 1024, 1 << 30)?,
         max_bytes: check.range(&s.max_bytes, "broker.sessions.max_bytes", 4096, 1 << 30)?,
     };
     let mut sockets = Vec::new();
