@@ -398,3 +398,130 @@ async fn a_connection_that_sends_nothing_is_closed_after_the_connect_timeout() {
     assert!(matches!(read, Ok(Ok(0))), "closed without a word: {read:?}");
     assert!(broker.process.terminate().success());
 }
+
+/// A CONNECT with a user name and password (MQTT 3.1.1, clean session).
+fn login_packet(client_id: &str, user: &str, password: &str) -> Vec<u8> {
+    let mut body = string("MQTT");
+    body.extend_from_slice(&[0x04, 0b1100_0010, 0x00, 60]);
+    body.extend(string(client_id));
+    body.extend(string(user));
+    body.extend(string(password));
+    with_length(0x10, &body)
+}
+
+/// A board with user `app` (password `secret`) allowed `app/#`, and `ops` (password `ops`)
+/// allowed `ops/#`, closed to anonymous clients, with `sockets` added.
+fn closed_board(port: u16, app_rules: &str, sockets: &str) -> String {
+    let app = test_support::hash_password("secret");
+    let ops = test_support::hash_password("ops");
+    test_support::broker_board(
+        port,
+        &format!(
+            "anonymous = false\n\
+             [broker.users.app]\npassword_hash = \"{app}\"\npublish = [\"{app_rules}\"]\nsubscribe = [\"{app_rules}\"]\n\
+             [broker.users.ops]\npassword_hash = \"{ops}\"\npublish = [\"ops/#\"]\nsubscribe = [\"ops/#\"]\n{sockets}"
+        ),
+    )
+}
+
+async fn subscribe_code(stream: &mut (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin), filter: &str) -> u8 {
+    let mut body = vec![0x00, 0x07];
+    body.extend(string(filter));
+    body.push(1);
+    stream.write_all(&with_length(0x82, &body)).await.unwrap();
+    let mut suback = [0u8; 5];
+    tokio::time::timeout(TIMEOUT, stream.read_exact(&mut suback)).await.unwrap().unwrap();
+    assert_eq!(&suback[..4], &[0x90, 0x03, 0x00, 0x07]);
+    suback[4]
+}
+
+#[tokio::test]
+async fn a_unix_socket_peer_logs_in_as_the_user_its_uid_maps_to() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = test_support::temp_dir("unix-socket");
+    let path = dir.join("run/mqtt.sock");
+    let uid = nix_uid();
+    let socket = format!(
+        "[broker.sockets.ipc]\npath = \"{}\"\nmode = \"600\"\npeers = {{ \"{uid}\" = \"app\" }}\n",
+        path.display()
+    );
+    let board = dir.join("board.toml");
+    std::fs::write(&board, closed_board(test_support::free_port(), "app/#", &socket)).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_broker"));
+    command.arg("--board").arg(&board).arg("--journal").arg("off");
+    let broker = test_support::Process::start(command, "broker", broker::READY);
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // No user name: the peer's uid says who it is.
+    let mut stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+    let mut body = string("MQTT");
+    body.extend_from_slice(&[0x04, 0x02, 0x00, 60]);
+    body.extend(string("local-app"));
+    stream.write_all(&with_length(0x10, &body)).await.unwrap();
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(TIMEOUT, stream.read_exact(&mut connack)).await.unwrap().unwrap();
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
+    assert_eq!(subscribe_code(&mut stream, "app/#").await, 1, "app's own topics");
+    assert_eq!(subscribe_code(&mut stream, "ops/#").await, 0x80, "and only app's");
+
+    // A user name and password still work over the socket, and are checked.
+    let mut stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+    stream.write_all(&login_packet("ops-client", "ops", "wrong")).await.unwrap();
+    tokio::time::timeout(TIMEOUT, stream.read_exact(&mut connack)).await.unwrap().unwrap();
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x04]);
+    assert!(broker.terminate().success());
+}
+
+/// This process's uid, for the socket's peer map.
+fn nix_uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|line| line.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn sighup_reloads_rules_and_closes_only_logins_that_no_longer_pass() {
+    let dir = test_support::temp_dir("reload");
+    let board = dir.join("board.toml");
+    let port = test_support::free_port();
+    std::fs::write(&board, closed_board(port, "app/#", "")).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_broker"));
+    command.arg("--board").arg(&board).arg("--journal").arg("off");
+    let mut broker = test_support::Process::start(command, "broker", broker::READY);
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let connect = |id: &'static str, user: &'static str, password: &'static str| async move {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream.write_all(&login_packet(id, user, password)).await.unwrap();
+        let mut connack = [0u8; 4];
+        tokio::time::timeout(TIMEOUT, stream.read_exact(&mut connack)).await.unwrap().unwrap();
+        assert_eq!(connack, [0x20, 0x02, 0x00, 0x00], "{user} logs in");
+        stream
+    };
+    let mut app = connect("app-client", "app", "secret").await;
+    let mut ops = connect("ops-client", "ops", "ops").await;
+    assert_eq!(subscribe_code(&mut app, "other/#").await, 0x80);
+
+    // app may now use other/#; ops's password changes.
+    let text = closed_board(port, "other/#", "");
+    let text =
+        text.replace(&ops_hash_line(&text), &format!("password_hash = \"{}\"", test_support::hash_password("new")));
+    std::fs::write(&board, text).unwrap();
+    nix_kill(broker.id(), "HUP");
+    broker.wait_line("identities and access rules reloaded");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(TIMEOUT, ops.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(_))), "ops's old password no longer passes: closed");
+    assert_eq!(subscribe_code(&mut app, "other/#").await, 1, "app stays connected under its new rules");
+    assert!(broker.terminate().success());
+}
+
+/// The `password_hash = "..."` line of user `ops` in a board written by [`closed_board`].
+fn ops_hash_line(board: &str) -> String {
+    let at = board.find("[broker.users.ops]").unwrap();
+    board[at..].lines().nth(1).unwrap().to_owned()
+}
+
+fn nix_kill(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+    assert!(status.success());
+}
