@@ -334,7 +334,7 @@ mod tests {
         // A remaining length over 127 takes two bytes.
         let mut out = BytesMut::new();
         publish(&mut out, b"t", &[0; 200], 0, false, false, 0);
-        assert_eq!(&out[..3], &[0x30, 203 % 128 | 0x80, 1]);
+        assert_eq!(&out[..3], &[0x30, (203 % 128) | 0x80, 1]);
         assert_eq!(out.len(), 3 + 203);
     }
 }

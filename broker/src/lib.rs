@@ -248,11 +248,11 @@ pub async fn run(
         SessionLimits { max_sessions: sessions.max_sessions, expiry: Duration::from_secs(sessions.expiry_s) };
     let registry = Registry::new(session_limits, bounds, counters.clone());
     let session_file = board.broker.retained.enabled.then(|| session_path(&board.broker.retained.path));
-    if let Some(path) = &session_file {
-        if let Err(error) = restore_sessions(&hub, &registry, path).await {
-            close(journal, store);
-            return Err(error);
-        }
+    if let Some(path) = &session_file
+        && let Err(error) = restore_sessions(&hub, &registry, path).await
+    {
+        close(journal, store);
+        return Err(error);
     }
     let (policy_tx, policy_rx) = watch::channel(Arc::new(policy));
     let engine = Arc::new(Engine {
@@ -450,11 +450,14 @@ async fn save(path: PathBuf, bytes: Vec<u8>) -> io::Result<()> {
     tokio::task::spawn_blocking(move || persist::save(&path, &bytes)).await.map_err(io::Error::other)?
 }
 
+/// The retained store's writer and what it held at start.
+type KeptRetained = (RetainedStore, BTreeMap<String, hub::Retained>);
+
 /// Loads the retained store, if the board keeps one. A damaged file is set aside (`.damaged`),
 /// not fatal: the gateways republish their retained state anyway.
 fn start_retained(
     settings: &board::Retained,
-) -> Result<Option<(RetainedStore, BTreeMap<String, hub::Retained>)>, Error> {
+) -> Result<Option<KeptRetained>, Error> {
     if !settings.enabled {
         return Ok(None);
     }

@@ -168,7 +168,7 @@ mod tests {
 
     fn delivery(n: u8, qos: u8) -> Delivery {
         let message =
-            Message { topic: Bytes::from("a/b"), payload: Bytes::from(vec![n; 3]), qos: 2, retain: n % 2 == 0 };
+            Message { topic: Bytes::from("a/b"), payload: Bytes::from(vec![n; 3]), qos: 2, retain: n.is_multiple_of(2) };
         Delivery { message, qos, retain: false }
     }
 

@@ -174,7 +174,11 @@ impl Session {
         }
         if dropped > 0 {
             if !state.overflowing {
-                tracing::info!(client_id = self.client_id, attached = state.attached, "the client's queue is full; its oldest messages are dropped");
+                tracing::info!(
+                    client_id = self.client_id,
+                    attached = state.attached,
+                    "the client's queue is full; its oldest messages are dropped"
+                );
             }
             state.dropped += dropped;
             self.counters.dropped.fetch_add(dropped, Ordering::Relaxed);

@@ -75,7 +75,11 @@ async fn a_subscriber_that_stops_reading_costs_bounded_memory_and_nobody_else_an
         received += 1;
     }
     peak = peak.max(rss_bytes(pid));
-    eprintln!("slow subscriber: {total} messages of {PAYLOAD} B in {:?}, broker RSS peak {} MB", started.elapsed(), peak >> 20);
+    eprintln!(
+        "slow subscriber: {total} messages of {PAYLOAD} B in {:?}, broker RSS peak {} MB",
+        started.elapsed(),
+        peak >> 20
+    );
     assert_eq!(received, total, "the reading subscriber got every message");
     assert!(peak < 64 << 20, "broker RSS peaked at {} MB", peak >> 20);
     broker.process.wait_line("its oldest messages are dropped client_id=\"stalled\"");
@@ -84,7 +88,8 @@ async fn a_subscriber_that_stops_reading_costs_bounded_memory_and_nobody_else_an
     let health = stats
         .wait_for(|message| {
             message.topic == "busgate/test/broker/stats"
-                && schema::payload::parse::<BrokerHealth>(&message.payload).is_ok_and(|health| health.dropped > total / 2)
+                && schema::payload::parse::<BrokerHealth>(&message.payload)
+                    .is_ok_and(|health| health.dropped > total / 2)
         })
         .await;
     let health: BrokerHealth = schema::payload::parse(&health.payload).unwrap();
@@ -144,7 +149,10 @@ async fn a_flood_of_connections_past_the_limit_costs_a_qos_1_stream_nothing() {
     let refused = flood.await.unwrap();
     latencies.sort();
     let p99 = latencies[latencies.len() * 99 / 100];
-    eprintln!("QoS 1 stream beside {ATTEMPTS} refused connection attempts: p50 {:?}, p99 {p99:?}", latencies[latencies.len() / 2]);
+    eprintln!(
+        "QoS 1 stream beside {ATTEMPTS} refused connection attempts: p50 {:?}, p99 {p99:?}",
+        latencies[latencies.len() / 2]
+    );
     assert_eq!(refused, ATTEMPTS, "every attempt past the limit was refused");
     drop(idle);
     assert!(broker.process.terminate().success());
