@@ -394,6 +394,41 @@ pub async fn run(
     outcome
 }
 
+/// An engine on a router of its own, with no listeners, journal or stores: for driving
+/// [`connection::serve`] in process (the fuzz target and the random-input test). Must be called
+/// inside a Tokio runtime.
+#[doc(hidden)]
+pub fn standalone_engine(board: &Board) -> Result<Arc<Engine>, Error> {
+    let limits = &board.broker.limits;
+    let router_tx = Router::new(0, router_config(board)).spawn();
+    let factory: LinkFactory = Arc::new(move |client_id| LinkBuilder::new(client_id, router_tx.clone()));
+    let hub = Arc::new(Hub::new(factory, BTreeMap::new(), None));
+    let counters = Arc::new(Counters::default());
+    let sessions = &board.broker.sessions;
+    let bounds = Bounds {
+        inflight: usize::from(limits.max_inflight),
+        queued: sessions.max_queued,
+        queued_bytes: sessions.max_queued_bytes,
+    };
+    let session_limits =
+        SessionLimits { max_sessions: sessions.max_sessions, expiry: Duration::from_secs(sessions.expiry_s) };
+    let (_, policy) = watch::channel(Arc::new(Policy::from_board(board)?));
+    Ok(Arc::new(Engine {
+        hub,
+        registry: Registry::new(session_limits, bounds, counters.clone()),
+        policy,
+        counters,
+        journal: None,
+        settings: Settings {
+            max_connections: limits.max_connections,
+            max_packet_bytes: limits.max_payload_bytes,
+            connect_timeout: Duration::from_millis(limits.connect_timeout_ms),
+            max_keepalive_s: limits.max_keepalive_s,
+            bounds,
+        },
+    }))
+}
+
 /// The session file beside the retained store.
 fn session_path(retained: &Path) -> PathBuf {
     retained.with_file_name("sessions.bin")
