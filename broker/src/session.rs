@@ -359,9 +359,7 @@ mod tests {
 
     #[test]
     fn the_window_bounds_what_is_in_flight_and_qos_0_passes_it() {
-        let mut state = State::default();
-        state.queue.extend([delivery(1, 1), delivery(2, 2), delivery(3, 1), delivery(4, 0)]);
-        state.queued_bytes = state.queue.iter().map(Delivery::size).sum();
+        let mut state = queued([delivery(1, 1), delivery(2, 2), delivery(3, 1), delivery(4, 0)]);
         let mut out = BytesMut::new();
         assert_eq!(state.send_queued(&mut out, BOUNDS, 1 << 20), 2);
         assert_eq!(state.inflight.iter().map(|i| i.pkid).collect::<Vec<_>>(), [1, 2]);
@@ -374,10 +372,18 @@ mod tests {
         assert!(state.queue.is_empty());
     }
 
+    fn queued(deliveries: impl IntoIterator<Item = Delivery>) -> State {
+        let mut state = State::default();
+        for delivery in deliveries {
+            state.queued_bytes += delivery.size();
+            state.queue.push_back(delivery);
+        }
+        state
+    }
+
     #[test]
     fn wrong_acknowledgements_are_violations_and_unknown_ones_are_ignored() {
-        let mut state = State::default();
-        state.queue.extend([delivery(1, 1), delivery(2, 2)]);
+        let mut state = queued([delivery(1, 1), delivery(2, 2)]);
         state.send_queued(&mut BytesMut::new(), BOUNDS, 1 << 20);
         assert!(state.pubrec(1).is_err());
         assert!(state.puback(2).is_err());
@@ -398,8 +404,7 @@ mod tests {
 
     #[test]
     fn a_resumed_session_resends_with_dup_and_releases_again() {
-        let mut state = State::default();
-        state.queue.extend([delivery(1, 1), delivery(2, 2)]);
+        let mut state = queued([delivery(1, 1), delivery(2, 2)]);
         state.send_queued(&mut BytesMut::new(), BOUNDS, 1 << 20);
         state.pubrec(2).unwrap();
         let mut out = BytesMut::new();
@@ -410,9 +415,10 @@ mod tests {
 
     #[test]
     fn a_detached_session_keeps_only_qos_1_and_2() {
-        let mut state = State { attached: true, ..State::default() };
-        state.queue.extend([delivery(1, 0), delivery(2, 1)]);
+        let mut state = queued([delivery(1, 0), delivery(2, 1)]);
+        state.attached = true;
         state.detach();
         assert_eq!(state.queue, [delivery(2, 1)]);
+        assert_eq!(state.queued_bytes, delivery(2, 1).size());
     }
 }
