@@ -345,3 +345,19 @@ fn uplink_takes_a_host_name_and_tls() {
         "needs both cert and key",
     );
 }
+
+#[test]
+fn sockets_and_sessions_are_checked() {
+    let socket = |mode: &str, peers: &str| {
+        format!("{MINIMAL}\n[broker.sockets.ipc]\npath = \"/run/b.sock\"\nmode = \"{mode}\"\npeers = {{ {peers} }}\n")
+    };
+    let board = Board::parse(&socket("640", "\"1001\" = \"app\""), Path::new("x.toml")).unwrap();
+    let ipc = &board.broker.sockets[0];
+    assert_eq!((ipc.name.as_str(), ipc.mode, ipc.peers.clone()), ("ipc", 0o640, vec![(1001, "app".to_owned())]));
+    check_error(&socket("69x", ""), 19, "broker.sockets.ipc.mode", "octal file mode");
+    check_error(&socket("660", "\"root\" = \"app\""), 20, "broker.sockets.ipc.peers", "\"root\" is not a numeric uid");
+
+    let sessions = Board::parse(MINIMAL, Path::new("x.toml")).unwrap().broker.sessions;
+    assert_eq!((sessions.max_sessions, sessions.expiry_s, sessions.max_queued), (64, 86_400, 1000));
+    check_error(&format!("{MINIMAL}\n[broker.sessions]\nexpiry_s = 0\n"), 18, "broker.sessions.expiry_s", "0");
+}
