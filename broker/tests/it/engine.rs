@@ -525,3 +525,78 @@ fn nix_kill(pid: u32, signal: &str) {
     let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn mqtt_3_1_clients_are_served_like_3_1_1_ones() {
+    let broker = Broker::start("");
+    let mut stream = TcpStream::connect(broker.address()).await.unwrap();
+    let mut body = string("MQIsdp");
+    body.extend_from_slice(&[0x03, 0x02, 0x00, 60]);
+    body.extend(string("old-client"));
+    stream.write_all(&with_length(0x10, &body)).await.unwrap();
+    let mut raw = Raw { stream };
+    assert_eq!(raw.next().await, Packet { first: 0x20, body: vec![0, 0] });
+    raw.subscribe("old/#", 2).await;
+    raw.publish_acked("old/x", 2, false, 5, b"3.1").await;
+    let message = raw.next().await;
+    assert_eq!(message.publish(), (2, false, b"3.1".to_vec()));
+
+    // MQTT 3.1 has no server-assigned client ids: an empty one is refused.
+    let mut stream = TcpStream::connect(broker.address()).await.unwrap();
+    let mut body = string("MQIsdp");
+    body.extend_from_slice(&[0x03, 0x02, 0x00, 60]);
+    body.extend(string(""));
+    stream.write_all(&with_length(0x10, &body)).await.unwrap();
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack).await.unwrap();
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x02]);
+    assert!(broker.process.terminate().success());
+}
+
+#[tokio::test]
+async fn an_empty_client_id_gets_a_clean_session_of_its_own() {
+    let broker = Broker::start("");
+    let (mut first, present) = Raw::connect(&broker, "", true).await;
+    assert!(!present);
+    let (mut second, _) = Raw::connect(&broker, "", true).await;
+    // Two generated ids: neither takes the other over.
+    first.subscribe("a", 0).await;
+    second.subscribe("a", 0).await;
+    first.ping().await;
+    second.ping().await;
+    // A persistent session needs an id of the client's own.
+    let mut stream = TcpStream::connect(broker.address()).await.unwrap();
+    let mut body = string("MQTT");
+    body.extend_from_slice(&[0x04, 0x00, 0x00, 60]);
+    body.extend(string(""));
+    stream.write_all(&with_length(0x10, &body)).await.unwrap();
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack).await.unwrap();
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x02]);
+    assert!(broker.process.terminate().success());
+}
+
+#[tokio::test]
+async fn a_second_connection_with_the_same_id_takes_over_and_the_first_ones_will_is_published() {
+    let broker = Broker::start("");
+    let (mut watcher, _) = Raw::connect(&broker, "watcher", true).await;
+    watcher.subscribe("wills/#", 1).await;
+    let mut stream = TcpStream::connect(broker.address()).await.unwrap();
+    let mut body = string("MQTT");
+    // Will flag, will QoS 1, clean session.
+    body.extend_from_slice(&[0x04, 0b0000_1110, 0x00, 60]);
+    body.extend(string("twin"));
+    body.extend(string("wills/twin"));
+    body.extend(string("gone"));
+    stream.write_all(&with_length(0x10, &body)).await.unwrap();
+    let mut first = Raw { stream };
+    assert_eq!(first.next().await.kind(), 2);
+    let (mut second, _) = Raw::connect(&broker, "twin", true).await;
+    let will = watcher.next().await;
+    assert_eq!(will.publish(), (1, false, b"gone".to_vec()));
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(TIMEOUT, first.stream.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(_))), "the first connection was closed");
+    second.ping().await;
+    assert!(broker.process.terminate().success());
+}
