@@ -81,6 +81,7 @@ class BrokerProcess:
         self.socket_path = self.directory / "mqtt.sock"
         self.process = None
         self.lines = []
+        self._logged = threading.Condition()
 
     def endpoint(self, transport) -> Endpoint:
         if transport == "tcp":
@@ -95,9 +96,20 @@ class BrokerProcess:
 
         def read():
             for line in self.process.stderr:
-                self.lines.append(line.rstrip())
+                with self._logged:
+                    self.lines.append(line.rstrip())
+                    self._logged.notify_all()
+            with self._logged:
+                self._logged.notify_all()
 
         threading.Thread(target=read, daemon=True).start()
+
+    def wait_for_line(self, text, timeout=TIMEOUT) -> bool:
+        """Waits until the broker logged a line containing `text` (False if it exits first)."""
+        with self._logged:
+            return self._logged.wait_for(
+                lambda: any(text in line for line in self.lines) or not self.alive(), timeout) and any(
+                text in line for line in self.lines)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -147,12 +159,9 @@ mode = "600"
 anonymous = true
 """)
         self._spawn([binary, "--board", board, "--journal", "off"])
-        deadline = time.monotonic() + TIMEOUT
-        while not any(READY in line for line in self.lines):
-            if not self.alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"busgate's broker did not start:\n{self.log_tail()}")
-            time.sleep(0.02)
+        if not self.wait_for_line(READY):
+            self.stop()
+            raise RuntimeError(f"busgate's broker did not start:\n{self.log_tail()}")
 
 
 class Mosquitto(BrokerProcess):
@@ -243,7 +252,7 @@ class Subscriber:
 
 
 def client_id(stack):
-    return f"{stack}-{uuid.uuid4().hex[:10]}"
+    return f"{stack}-{uuid.uuid4().hex[:8]}"  # MQTT 3.1 allows 23 characters
 
 
 def paho_client(endpoint: Endpoint, protocol: str, identity: str) -> mqtt.Client:
@@ -271,7 +280,8 @@ class PahoSubscriber(Subscriber):
 
     def __init__(self, endpoint: Endpoint, subscriptions, protocol="3.1.1"):
         super().__init__(f"paho (MQTT {protocol})")
-        self.client = paho_client(endpoint, protocol, client_id("paho-sub"))
+        self.identity = client_id("paho-sub")
+        self.client = paho_client(endpoint, protocol, self.identity)
         self.connects = 0
         self.closing = False
         connected, subscribed = threading.Event(), {}
@@ -439,7 +449,7 @@ class CSubscriber(Subscriber):
                 if words[0] == "msg":
                     self._add(Received(words[4], words[5], int(words[1]), words[2] == "1", words[3] == "1"))
                 elif words[0] == "ready":
-                    self.granted.extend(int(code) for code in words[1:])
+                    self.granted.extend(int(code) for code in line.split()[1:])
                     ready.set()
                 else:
                     self._problem(f"C client: {line.strip()}")

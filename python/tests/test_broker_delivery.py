@@ -208,12 +208,12 @@ OVERLAP_TOPICS = ["o/a", "o/b", "o/x/c", "o/z"]
 OVERLAP_MESSAGES = 20  # per topic and publish QoS
 
 
-def overlap_run(endpoint):
-    """What one paho client with OVERLAPS receives, per (topic, QoS), on this broker: the
-    scenario's messages, then a barrier on each topic and an end marker on a topic of its own."""
+def overlap_run(stack, endpoint, c_binary):
+    """What one client with OVERLAPS receives on this broker (paho publishing): the scenario's
+    messages, then a barrier on each topic and an end marker on a topic of its own."""
     base = prefix()
     subscriptions = [(f"{base}/{topic_filter}", qos) for topic_filter, qos in OVERLAPS] + [(f"{base}-end", 2)]
-    with PahoSubscriber(endpoint, subscriptions) as subscriber:
+    with subscribe(stack, endpoint, subscriptions, "3.1.1", c_binary) as subscriber:
         plans = {f"{base}/{topic}": [(qos, f"{topic}/{qos}/{index}") for index in range(OVERLAP_MESSAGES)
                                      for qos in (0, 1, 2)] for topic in OVERLAP_TOPICS}
         run_concurrently([lambda topic=topic, plan=plan: paho_publish(endpoint, topic, plan)
@@ -255,12 +255,14 @@ def highest_copy_errors(received):
     return errors
 
 
-def test_overlapping_subscriptions_deliver_what_mosquitto_delivers(mosquitto, busgate):
-    oracle_granted, oracle_received, oracle_problems = overlap_run(mosquitto.endpoint("tcp"))
+@pytest.mark.parametrize("stack", ["paho", "c"])
+def test_overlapping_subscriptions_deliver_what_mosquitto_delivers(stack, mosquitto, busgate, request):
+    c_binary = request.getfixturevalue("c_client") if stack == "c" else None
+    oracle_granted, oracle_received, oracle_problems = overlap_run(stack, mosquitto.endpoint("tcp"), c_binary)
     assert not oracle_problems
     assert not highest_copy_errors(oracle_received)
     oracle = counts(oracle_received)
-    granted, received, problems = overlap_run(busgate.endpoint("tcp"))
+    granted, received, problems = overlap_run(stack, busgate.endpoint("tcp"), c_binary)
     assert granted == oracle_granted
     assert not problems, f"{problems}\n{busgate.log_tail()}"
     assert not highest_copy_errors(received)
@@ -303,3 +305,23 @@ def test_an_empty_non_retained_publish_leaves_the_retained_message(mosquitto, bu
     oracle = retained_run(mosquitto.endpoint("tcp"), topic)
     assert oracle[:2] == ([("kept", True)], []), oracle
     assert retained_run(busgate.endpoint("tcp"), topic) == oracle, busgate.log_tail()
+
+
+def test_well_behaved_clients_leave_nothing_at_warn_or_error_in_busgate_log(busgate, mosquitto_clients, c_client):
+    """ERROR is for what needs a person; every client of this file behaves. Publishers that send a
+    QoS 0 burst and disconnect at once are the sharpest case, so this test adds some, then
+    checks the whole log of the run so far."""
+    endpoint = busgate.endpoint("tcp")
+    topic = f"{prefix()}/burst"
+    mosquitto_publish(endpoint, topic, 0, [str(index) for index in range(50)])
+    c_publish(c_client, endpoint, topic, "C", [0], 50)
+    paho_publish(endpoint, topic, [(0, str(index)) for index in range(50)])
+    # A round trip through the router after the bursts (its events are one queue), then a
+    # client whose "client connected" line is logged after anything the router logged for them.
+    with PahoSubscriber(endpoint, [(topic, 0)]) as subscriber:
+        paho_publish(endpoint, topic, [(1, "sync")])
+        assert subscriber.wait_until(lambda received: any(message.payload == "sync" for message in received))
+    with PahoSubscriber(endpoint, [(topic, 0)]) as last:
+        assert busgate.wait_for_line(last.identity)
+    loud = [line for line in busgate.lines if " ERROR " in line or " WARN " in line or "panicked" in line]
+    assert not loud, f"busgate logged {len(loud)} lines at WARN or ERROR, e.g.:\n" + "\n".join(loud[:10])
