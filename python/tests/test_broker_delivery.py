@@ -2,14 +2,14 @@
 
 Every case runs against busgate's broker and against Mosquitto in the same run: a subscriber at one
 subscription QoS, two concurrent publishers sending 200 messages per publish QoS between them, and
-the subscriber must count each message exactly once, at min(published, granted), in order per
-publisher and QoS, without DUP and without losing its connection. Clients: paho-mqtt (the full
+the subscriber must count each message exactly once, at min(published, granted), without DUP and
+without losing its connection (and on busgate in order per publisher and QoS). Clients: paho-mqtt (the full
 matrix), the mosquitto command-line clients and a C client on Debian's libpaho-mqtt-dev (each
 subscription QoS with every publish QoS mixed, and MQTT 3.1), over TCP, TLS and the Unix socket.
 Overlapping subscriptions and an empty non-retained publish must behave as they do on Mosquitto.
 
-Mosquitto, mosquitto_sub/mosquitto_pub, gcc and libpaho-mqtt-dev are skipped when missing, and
-required when BUSGATE_REQUIRE_MOSQUITTO is set (CI sets it).
+Tests that need Mosquitto, mosquitto_sub/mosquitto_pub, gcc or libpaho-mqtt-dev are skipped when
+one is missing, and fail when BUSGATE_REQUIRE_MOSQUITTO is set (CI sets it).
 """
 
 import collections
@@ -88,8 +88,8 @@ def c_client(tmp_path_factory):
 
 @pytest.fixture(params=BROKERS)
 def broker(request, mosquitto, busgate):
-    """Each test once against Mosquitto (the oracle) and once against busgate; busgate's log tail
-    comes with any failure."""
+    """Each test once against Mosquitto (the oracle) and once against busgate, which must still
+    be running after it."""
     chosen = mosquitto if request.param == "mosquitto" else busgate
     yield chosen
     assert chosen.alive(), f"{chosen.name} exited:\n{chosen.log_tail()}"
@@ -200,8 +200,9 @@ def test_each_message_arrives_once_at_min_of_published_and_granted_qos(case, bro
                         + "\n  ".join(errors) + f"\n{broker.name} log:\n{broker.log_tail()}")
 
 
-# Overlapping subscriptions on one client (MQTT 3.1.1 3.3.5: a server may deliver one copy at the
-# highest QoS or one per subscription; Mosquitto 2 sends one per subscription): `o/#` at QoS 1 and
+# Overlapping subscriptions on one client (MQTT 3.1.1 3.3.5: a server delivers one copy at the
+# highest matching QoS, and may add one per further subscription; the Mosquitto here sends one per
+# subscription, see mqtt_stacks.Mosquitto): `o/#` at QoS 1 and
 # `o/a` at QoS 2 overlap; `o/b` is subscribed at QoS 0 and then again at QoS 2, which replaces it;
 # `o/+/c` at QoS 0 overlaps `o/#` for `o/x/c`.
 OVERLAPS = [("o/#", 1), ("o/a", 2), ("o/b", 0), ("o/b", 2), ("o/+/c", 0)]
