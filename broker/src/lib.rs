@@ -33,6 +33,7 @@ pub mod hub;
 pub mod journal;
 pub mod listen;
 pub mod local;
+pub mod log;
 pub mod persist;
 pub mod policy;
 pub mod registry;
@@ -490,9 +491,7 @@ type KeptRetained = (RetainedStore, BTreeMap<String, hub::Retained>);
 
 /// Loads the retained store, if the board keeps one. A damaged file is set aside (`.damaged`),
 /// not fatal: the gateways republish their retained state anyway.
-fn start_retained(
-    settings: &board::Retained,
-) -> Result<Option<KeptRetained>, Error> {
+fn start_retained(settings: &board::Retained) -> Result<Option<KeptRetained>, Error> {
     if !settings.enabled {
         return Ok(None);
     }

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use broker::{JournalChoice, Overrides};
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 /// Runs the board's MQTT broker (rumqttd) with the listeners, limits and journal of its board file.
 #[derive(Debug, Parser)]
@@ -111,12 +113,15 @@ async fn main() -> anyhow::Result<()> {
     }
     let Some(board) = args.board else { anyhow::bail!("--board is required") };
     // rumqttd's router logs each of the engine's links at info; the engine logs the clients.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,broker=info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // rustls warns about what clients send (an IP address as the TLS server name, as
+    // libmosquitto and Paho C do), which needs no one's attention on a board.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,broker=info,rustls=error"));
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_filter(filter)
+        .with_filter(broker::log::RouterNoise);
+    tracing_subscriber::registry().with(layer).init();
 
     let path = board;
     let mut board = board::Board::load(&path).context("loading the board file")?;
