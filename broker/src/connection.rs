@@ -460,8 +460,7 @@ impl Connection {
         let engine = &self.engine;
         bump(&engine.counters.messages_in);
         let topic = publish.topic_str();
-        // Topics starting with `$` are the server's (MQTT 3.1.1 section 4.7.2), and rumqttd's
-        // router would drop a link that subscribes to them.
+        // Topics starting with `$` are the server's (MQTT 3.1.1 section 4.7.2).
         let allowed = !topic.starts_with('$') && self.bound.as_ref().is_none_or(|bound| bound.may_publish(topic));
         let duplicate = publish.qos == 2 && !self.session.lock().incoming_qos2.insert(publish.pkid);
         if !allowed {
@@ -498,8 +497,8 @@ impl Connection {
             let shared = crate::hub::shared_filter(&filter);
             // The rules apply to the filter a shared subscription shares.
             let checked = shared.map_or(filter.as_str(), |(_, inner)| inner);
-            // rumqttd's router drops a link that subscribes to a `$` filter, and no client
-            // publishes to `$` topics here.
+            // Topics starting with `$` are the server's, and no client may publish to them here,
+            // so such a filter could never match: refused, so that the client knows.
             if checked.starts_with('$') || (filter.starts_with("$share") && shared.is_none()) {
                 tracing::info!(
                     client_id = self.client_id,
@@ -621,8 +620,8 @@ mod tests {
         let _ = client.write_all(bytes).await;
         let _ = client.shutdown().await;
         let mut sink = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut sink)).await;
-        tokio::time::timeout(Duration::from_secs(5), serving).await.expect("the connection ends").unwrap();
+        let _ = timeout(Duration::from_secs(5), client.read_to_end(&mut sink)).await;
+        timeout(Duration::from_secs(5), serving).await.expect("the connection ends").unwrap();
     }
 
     // The fuzz target (broker/fuzz) in small, on stable: random and mutated packet streams

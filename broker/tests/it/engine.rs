@@ -600,3 +600,21 @@ async fn a_second_connection_with_the_same_id_takes_over_and_the_first_ones_will
     second.ping().await;
     assert!(broker.process.terminate().success());
 }
+
+// Regression, found by the fuzz target: rumqttd's router panicked (taking every connection
+// with it) on a publish whose topic starts with a multi-byte character, which MQTT allows.
+#[tokio::test]
+async fn a_topic_starting_with_a_multi_byte_character_is_delivered() {
+    let broker = Broker::start("");
+    let (mut subscriber, _) = Raw::connect(&broker, "subscriber", true).await;
+    subscriber.subscribe("ٌhar/#", 1).await;
+    subscriber.subscribe("é", 1).await;
+    let (mut publisher, _) = Raw::connect(&broker, "publisher", true).await;
+    publisher.publish_acked("ٌhar/x", 1, false, 1, b"one").await;
+    publisher.publish_acked("é", 0, false, 0, b"two").await;
+    assert_eq!(subscriber.next().await.publish(), (1, false, b"one".to_vec()));
+    assert_eq!(subscriber.next().await.publish(), (0, false, b"two".to_vec()));
+    let (mut late, _) = Raw::connect(&broker, "late", true).await;
+    late.ping().await;
+    assert!(broker.process.terminate().success());
+}
