@@ -18,9 +18,9 @@ use schema::{Health, Online, Status, Version};
 use tokio::sync::mpsc;
 
 use crate::backoff::Backoff;
-use crate::gateway::{RuntimeError, Settings};
 use crate::outbox::{Message, Outbox};
 use crate::session::{self, SessionEvent};
+use crate::settings::{RuntimeError, Settings};
 
 /// Capacity of rumqttc's request queue. Messages beyond it wait in the outbox.
 const REQUEST_QUEUE: usize = 512;
@@ -227,7 +227,7 @@ impl Link {
             errors: figures.errors,
             dropped: self.dropped(),
             outbox_len: self.outbox.len() as u64,
-            reconnects: self.connects.saturating_sub(1),
+            reconnects: self.reconnects(),
             devices_online: figures.devices_online,
             devices_total: figures.devices_total,
         };
@@ -248,9 +248,9 @@ impl Link {
         self.messages_out
     }
 
-    /// Successful connects so far.
-    pub fn connects(&self) -> u64 {
-        self.connects
+    /// Successful connects after the first one.
+    pub fn reconnects(&self) -> u64 {
+        self.connects.saturating_sub(1)
     }
 
     pub fn outbox_len(&self) -> usize {

@@ -1,12 +1,11 @@
-//! The CAN gateway loop: one task owns every bus's decoding and publish state and the MQTT
-//! link; each interface has its own port task (`port.rs`). Frames are decoded with the bus's
+//! The CAN gateway loop, driven by the runtime's shell: it owns every bus's decoding and
+//! publish state; each interface has its own port task (`port.rs`). Frames are decoded with the bus's
 //! DBC files and published by the publish policy; unknown frames can be published raw; commands
 //! encode and send frames and are answered once the interface has taken the frame.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::fs::File;
-use std::future::Future;
 use std::io::BufWriter;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -16,8 +15,8 @@ use buses::can::replay::Recorder;
 use buses::can::{BusState, CanError, CanEvent, CanFrame, MockCanBus};
 use bytes::Bytes;
 use device::{CommandSpec, Param, ParamKind, Value};
-use runtime::link::{HealthFigures, Link};
-use runtime::{Counters, Settings};
+use runtime::Settings;
+use runtime::shell::{Devices, Loop, Shell};
 use schema::can::{BusStateName, CanBusState, CanTopics, SignalArg};
 use schema::payload::Payload;
 use schema::topic::{DeviceLeaf, DeviceTopics, Parsed};
@@ -25,6 +24,7 @@ use schema::{
     Availability, Command, CommandError, ErrorKind, Measurement, Online, Reply, ReplyError, Version, WireValue,
 };
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::decoder::{self, Decoder, Lookup};
@@ -115,77 +115,101 @@ struct Bus {
     recorder: Option<Recorder<BufWriter<File>>>,
 }
 
-struct Gateway {
-    settings: Settings,
-    link: Link,
+/// The CAN gateway's loop: every bus's decoding, publishing and command state.
+pub struct CanLoop {
+    board: String,
     buses: Vec<Bus>,
+    /// What the interface tasks report, tagged with the bus index.
+    events: mpsc::Receiver<(usize, PortEvent<ReplyContext>)>,
+    /// The interface tasks and the simulations of mock buses, aborted at stop.
+    tasks: Vec<JoinHandle<()>>,
+    /// Deferred publications, the soonest first.
     deadlines: BinaryHeap<Reverse<(Instant, usize, Key)>>,
-    counters: Counters,
-    started: Instant,
     /// Scratch buffer for payloads.
     out: Vec<u8>,
     /// Scratch buffer for signal values.
     values: Vec<(usize, f64)>,
 }
 
-/// Runs the gateway until `shutdown` completes; returns its counters.
-pub async fn run(
-    settings: Settings,
-    plans: Vec<BusPlan>,
-    options: Options,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<Counters> {
-    let (events_tx, mut events) = mpsc::channel(4096);
-    let mut buses = Vec::new();
-    let mut tasks = Vec::new();
-    let several = plans.len() > 1;
-    for (index, plan) in plans.into_iter().enumerate() {
-        let (jobs_tx, jobs_rx) = mpsc::channel(64);
-        let retry = settings.retry;
-        tasks.push(tokio::spawn(port::run(
-            index,
-            plan.opener.clone(),
-            events_tx.clone(),
-            jobs_rx,
-            retry.min,
-            retry.max,
-        )));
-        if let Some(mock) = &plan.mock {
-            tasks.extend(sim::start(mock, &plan.can, &plan.decoder, options.still)?);
+/// What the CAN loop waits for besides MQTT.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant, reason = "frames move by value; boxing would allocate per frame")]
+pub enum Event {
+    Port(usize, PortEvent<ReplyContext>),
+    /// The soonest deferred publication is due.
+    Deadline,
+}
+
+impl std::fmt::Debug for CanLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CanLoop").field("buses", &self.buses.len()).finish()
+    }
+}
+
+impl CanLoop {
+    /// Starts every bus's interface task (and simulation, on a mock bus). Must be called inside
+    /// a tokio runtime.
+    pub fn start(settings: &Settings, plans: Vec<BusPlan>, options: &Options) -> anyhow::Result<CanLoop> {
+        if plans.is_empty() {
+            anyhow::bail!("the board has no CAN buses");
         }
-        let recorder = match &options.record {
-            Some(path) => Some(open_recorder(path, &plan.name, &plan.can.interface, several)?),
-            None => None,
+        let (events_tx, events) = mpsc::channel(4096);
+        let mut gateway = CanLoop {
+            board: settings.board.clone(),
+            buses: Vec::new(),
+            events,
+            tasks: Vec::new(),
+            deadlines: BinaryHeap::new(),
+            out: Vec::with_capacity(1024),
+            values: Vec::with_capacity(64),
         };
-        buses.push(Bus::new(&settings.board, plan, jobs_tx, recorder));
+        let several = plans.len() > 1;
+        for (index, plan) in plans.into_iter().enumerate() {
+            let (jobs_tx, jobs_rx) = mpsc::channel(64);
+            let retry = settings.retry;
+            let port = port::run(index, plan.opener.clone(), events_tx.clone(), jobs_rx, retry.min, retry.max);
+            gateway.tasks.push(tokio::spawn(port));
+            if let Some(mock) = &plan.mock {
+                gateway.tasks.extend(sim::start(mock, &plan.can, &plan.decoder, options.still)?);
+            }
+            let recorder = match &options.record {
+                Some(path) => Some(open_recorder(path, &plan.name, &plan.can.interface, several)?),
+                None => None,
+            };
+            gateway.buses.push(Bus::new(&settings.board, plan, jobs_tx, recorder));
+        }
+        Ok(gateway)
     }
-    drop(events_tx);
+}
 
-    let mut filters = vec![schema::topic::command_filter(&settings.board, schema::can::BUS_KIND)];
-    if buses.iter().any(|bus| bus.mock.is_some()) {
-        filters.push(schema::topic::sim_filter(&settings.board, schema::can::BUS_KIND));
+impl Drop for CanLoop {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
     }
-    let link = Link::start(&settings, filters)?;
-    let mut gateway = Gateway {
-        link,
-        buses,
-        deadlines: BinaryHeap::new(),
-        counters: Counters::default(),
-        started: Instant::now(),
-        out: Vec::with_capacity(1024),
-        values: Vec::with_capacity(64),
-        settings,
-    };
-    for index in 0..gateway.buses.len() {
-        gateway.publish_bus_state(index, Some("starting".into()));
-    }
-    tracing::info!(broker = %gateway.settings.broker, buses = gateway.buses.len(), "CAN gateway starting");
+}
 
-    let mut health = tokio::time::interval(gateway.settings.health_interval);
-    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
-    loop {
-        let next = gateway.deadlines.peek().map(|Reverse((at, _, _))| *at);
+impl Loop for CanLoop {
+    type Event = Event;
+
+    fn filters(&self) -> Vec<String> {
+        let mut filters = vec![schema::topic::command_filter(&self.board, schema::can::BUS_KIND)];
+        if self.buses.iter().any(|bus| bus.mock.is_some()) {
+            filters.push(schema::topic::sim_filter(&self.board, schema::can::BUS_KIND));
+        }
+        filters
+    }
+
+    fn start(&mut self, shell: &mut Shell) {
+        for index in 0..self.buses.len() {
+            self.publish_bus_state(index, Some("starting".into()), shell);
+        }
+        tracing::info!(buses = self.buses.len(), "CAN buses starting");
+    }
+
+    async fn next(&mut self) -> Option<Event> {
+        let next = self.deadlines.peek().map(|Reverse((at, _, _))| *at);
         let deadline = async {
             match next {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -193,26 +217,43 @@ pub async fn run(
             }
         };
         tokio::select! {
-            () = &mut shutdown => break,
-            Some((bus, event)) = events.recv() => gateway.on_port_event(bus, event),
-            Some(publish) = gateway.link.recv() => gateway.on_command(&publish),
-            () = deadline => gateway.on_deadlines(),
-            _ = health.tick() => gateway.publish_health(),
+            event = self.events.recv() => event.map(|(bus, event)| Event::Port(bus, event)),
+            () = deadline => Some(Event::Deadline),
         }
     }
 
-    tracing::info!("CAN gateway stopping");
-    for task in &tasks {
-        task.abort();
-    }
-    for bus in &mut gateway.buses {
-        if let Some(recorder) = &mut bus.recorder {
-            let _ = recorder.flush();
+    fn on_event(&mut self, event: Event, shell: &mut Shell) {
+        match event {
+            Event::Port(bus, event) => self.on_port_event(bus, event, shell),
+            Event::Deadline => self.on_deadlines(shell),
         }
     }
-    let counters = gateway.final_counters();
-    gateway.link.stop().await;
-    Ok(counters)
+
+    fn on_message(&mut self, publish: &rumqttc::Publish, shell: &mut Shell) {
+        self.on_command(publish, shell);
+    }
+
+    fn health(&mut self, shell: &mut Shell) -> Devices {
+        for index in 0..self.buses.len() {
+            if let Some(recorder) = &mut self.buses[index].recorder {
+                let _ = recorder.flush();
+            }
+            self.publish_counters(index, shell);
+        }
+        let online = self.buses.iter().filter(|b| b.state.is_up()).count();
+        Devices { online: online as u64, total: self.buses.len() as u64 }
+    }
+
+    async fn stop(mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for bus in &mut self.buses {
+            if let Some(recorder) = &mut bus.recorder {
+                let _ = recorder.flush();
+            }
+        }
+    }
 }
 
 fn open_recorder(
@@ -276,8 +317,8 @@ impl Bus {
     }
 }
 
-impl Gateway {
-    fn on_port_event(&mut self, index: usize, event: PortEvent<ReplyContext>) {
+impl CanLoop {
+    fn on_port_event(&mut self, index: usize, event: PortEvent<ReplyContext>, shell: &mut Shell) {
         match event {
             PortEvent::Opened => {
                 let bus = &mut self.buses[index];
@@ -287,7 +328,7 @@ impl Gateway {
                 }
                 bus.opened_before = true;
                 bus.state = BusState::ErrorActive;
-                self.publish_bus_state(index, None);
+                self.publish_bus_state(index, None, shell);
             }
             PortEvent::Closed(error) => {
                 let bus = &mut self.buses[index];
@@ -295,16 +336,16 @@ impl Gateway {
                 bus.state = BusState::Down;
                 if was_up || !bus.opened_before {
                     tracing::warn!(bus = %bus.name, %error, "interface unavailable; retrying");
-                    self.publish_bus_state(index, Some(error.to_string()));
+                    self.publish_bus_state(index, Some(error.to_string()), shell);
                 }
             }
-            PortEvent::Can(CanEvent::Frame { frame, at }) => self.on_frame(index, frame, at),
+            PortEvent::Can(CanEvent::Frame { frame, at }) => self.on_frame(index, frame, at, shell),
             PortEvent::Can(CanEvent::State(state)) => {
                 let bus = &mut self.buses[index];
                 if bus.state != state {
                     tracing::info!(bus = %bus.name, state = state.as_str(), "bus state");
                     bus.state = state;
-                    self.publish_bus_state(index, None);
+                    self.publish_bus_state(index, None, shell);
                 }
             }
             PortEvent::Can(CanEvent::Overflow { lost }) => {
@@ -317,11 +358,11 @@ impl Gateway {
                 bus.counters.bus_errors += 1;
                 tracing::debug!(bus = %bus.name, %error, "bus error");
             }
-            PortEvent::Sent { job, result } => self.on_sent(index, job, result),
+            PortEvent::Sent { job, result } => self.on_sent(index, job, result, shell),
         }
     }
 
-    fn on_frame(&mut self, index: usize, frame: CanFrame, at: SystemTime) {
+    fn on_frame(&mut self, index: usize, frame: CanFrame, at: SystemTime, shell: &mut Shell) {
         let now = Instant::now();
         let bus = &mut self.buses[index];
         bus.counters.rx_frames += 1;
@@ -333,7 +374,7 @@ impl Gateway {
         }
         let known = match bus.decoder.lookup(&frame) {
             Lookup::Message { index: message, .. } => {
-                self.on_message(index, message, &frame, at, now, false);
+                self.on_message(index, message, (&frame, at), now, false, shell);
                 true
             }
             Lookup::Unknown => {
@@ -348,20 +389,20 @@ impl Gateway {
             RawFrames::None => false,
         };
         if raw {
-            self.on_raw(index, &frame, at, now);
+            self.on_raw(index, &frame, at, now, shell);
         }
     }
 
-    /// Decodes a frame of a known message and publishes it if the policy says so; `deferred`
-    /// when a deferred publication has come due.
+    /// Decodes a frame of a known message (received at `at`) and publishes it if the policy
+    /// says so; `deferred` when a deferred publication has come due.
     fn on_message(
         &mut self,
         index: usize,
         message: usize,
-        frame: &CanFrame,
-        at: SystemTime,
+        (frame, at): (&CanFrame, SystemTime),
         now: Instant,
         deferred: bool,
+        shell: &mut Shell,
     ) {
         let bus = &mut self.buses[index];
         let definition = &bus.decoder.messages()[message];
@@ -392,7 +433,7 @@ impl Gateway {
                 bus.counters.published += 1;
                 bus.newest[message] = None;
                 let topic = bus.state_topics[message].clone();
-                self.link.publish(topic, Bytes::copy_from_slice(&self.out), true);
+                shell.publish(topic, Bytes::copy_from_slice(&self.out), true);
             }
             Decision::Defer(due) => {
                 bus.counters.suppressed += 1;
@@ -412,7 +453,7 @@ impl Gateway {
         }
     }
 
-    fn on_raw(&mut self, index: usize, frame: &CanFrame, at: SystemTime, now: Instant) {
+    fn on_raw(&mut self, index: usize, frame: &CanFrame, at: SystemTime, now: Instant, shell: &mut Shell) {
         let bus = &mut self.buses[index];
         let key = frame.id() | (u32::from(frame.is_extended()) << 31);
         if !bus.raw.contains_key(&key) && bus.raw.len() >= MAX_RAW_IDS {
@@ -432,7 +473,7 @@ impl Gateway {
                 track.newest = None;
                 decoder::write_frame(&mut self.out, &bus.name, frame, at);
                 let topic = bus.topics.frame(frame.id(), frame.is_extended());
-                self.link.publish(topic, Bytes::copy_from_slice(&self.out), true);
+                shell.publish(topic, Bytes::copy_from_slice(&self.out), true);
             }
             Decision::Defer(due) => {
                 if track.newest.is_none() {
@@ -448,7 +489,7 @@ impl Gateway {
         }
     }
 
-    fn on_deadlines(&mut self) {
+    fn on_deadlines(&mut self, shell: &mut Shell) {
         let now = Instant::now();
         while let Some(Reverse((due, index, key))) = self.deadlines.peek().copied() {
             if due > now {
@@ -462,7 +503,7 @@ impl Gateway {
                         continue;
                     }
                     if let Some((frame, at)) = bus.newest[message].take() {
-                        self.on_message(index, message, &frame, at, now, true);
+                        self.on_message(index, message, (&frame, at), now, true, shell);
                     }
                 }
                 Key::Raw(key) => {
@@ -475,17 +516,17 @@ impl Gateway {
                         track.tracker.published(now, &values);
                         decoder::write_frame(&mut self.out, &bus.name, &frame, at);
                         let topic = bus.topics.frame(frame.id(), frame.is_extended());
-                        self.link.publish(topic, Bytes::copy_from_slice(&self.out), true);
+                        shell.publish(topic, Bytes::copy_from_slice(&self.out), true);
                     }
                 }
             }
         }
     }
 
-    fn on_command(&mut self, publish: &rumqttc::Publish) {
+    fn on_command(&mut self, publish: &rumqttc::Publish, shell: &mut Shell) {
         let Some(Parsed::Device { bus, device, leaf, .. }) = schema::topic::parse(&publish.topic) else { return };
         let Some(index) = self.buses.iter().position(|b| b.name == bus) else { return };
-        self.counters.commands_in += 1;
+        shell.command_in();
         let device = device.to_owned();
         let reply_topic = if device == schema::can::BUS_DEVICE {
             self.buses[index].bus_topics.reply()
@@ -496,11 +537,11 @@ impl Gateway {
             .and_then(|command| CommandError::check_not_retained(&command, publish.retain).map(|()| command));
         let command = match parsed {
             Ok(command) => command,
-            Err(error) => return self.refuse(&reply_topic, &device, &error),
+            Err(error) => return shell.refuse(reply_topic, &device, &error),
         };
         let result = match (leaf, device.as_str()) {
             (DeviceLeaf::Set, schema::can::BUS_DEVICE) => self.send_raw(index, &command, &reply_topic),
-            (DeviceLeaf::Sim, schema::can::BUS_DEVICE) => self.sim_command(index, &command, &reply_topic),
+            (DeviceLeaf::Sim, schema::can::BUS_DEVICE) => self.sim_command(index, &command, &reply_topic, shell),
             (DeviceLeaf::Set, message) => self.send_message(index, message, &command, &reply_topic),
             (DeviceLeaf::Sim, _) => Err(CommandError::about(
                 &command,
@@ -510,7 +551,7 @@ impl Gateway {
             _ => return,
         };
         if let Err(error) = result {
-            self.refuse(&reply_topic, &device, &error);
+            shell.refuse(reply_topic, &device, &error);
         }
     }
 
@@ -626,19 +667,11 @@ impl Gateway {
                 mpsc::error::TrySendError::Full(job) => (job, "the bus is busy: 64 sends are waiting".to_owned()),
                 mpsc::error::TrySendError::Closed(job) => (job, "the interface task has stopped".to_owned()),
             };
-            CommandError {
-                kind: ErrorKind::Unavailable,
-                message,
-                field: None,
-                expected: None,
-                got: None,
-                id: job.context.id,
-                action: Some(job.context.action),
-            }
+            CommandError::unavailable(job.context.id, job.context.action, message)
         })
     }
 
-    fn on_sent(&mut self, index: usize, job: SendJob<ReplyContext>, result: Result<(), CanError>) {
+    fn on_sent(&mut self, index: usize, job: SendJob<ReplyContext>, result: Result<(), CanError>, shell: &mut Shell) {
         let bus = &mut self.buses[index];
         let context = job.context;
         let mut reply = Reply {
@@ -669,15 +702,21 @@ impl Gateway {
                     CanError::Down(_) | CanError::Open { .. } => ErrorKind::DeviceOffline,
                     CanError::FdNotEnabled => ErrorKind::NotAllowed,
                 };
-                self.counters.errors += 1;
+                shell.error();
                 reply.error =
                     Some(ReplyError { kind, message: error.to_string(), field: None, expected: None, got: None });
             }
         }
-        self.link.publish(context.topic, reply.to_json(), false);
+        shell.publish(context.topic, reply.to_json(), false);
     }
 
-    fn sim_command(&mut self, index: usize, command: &Command, reply: &str) -> Result<(), CommandError> {
+    fn sim_command(
+        &mut self,
+        index: usize,
+        command: &Command,
+        reply: &str,
+        shell: &mut Shell,
+    ) -> Result<(), CommandError> {
         let bus = &self.buses[index];
         let Some(mock) = bus.mock.clone() else { return Ok(()) };
         let description = device::Description { model: "CAN bus", quantities: Vec::new(), commands: sim::commands() };
@@ -695,28 +734,11 @@ impl Gateway {
             note: Some(note),
             error: None,
         };
-        self.link.publish(reply.to_owned(), answer.to_json(), false);
+        shell.publish(reply.to_owned(), answer.to_json(), false);
         Ok(())
     }
 
-    fn refuse(&mut self, topic: &str, device: &str, error: &CommandError) {
-        self.counters.errors += 1;
-        tracing::info!(device, %error, "command refused");
-        let reply = Reply {
-            v: Version,
-            ts: schema::now(),
-            id: error.id.clone(),
-            device: device.to_owned(),
-            action: error.action.clone(),
-            ok: false,
-            values: Default::default(),
-            note: None,
-            error: Some(error.to_reply_error()),
-        };
-        self.link.publish(topic.to_owned(), reply.to_json(), false);
-    }
-
-    fn publish_bus_state(&mut self, index: usize, reason: Option<String>) {
+    fn publish_bus_state(&mut self, index: usize, reason: Option<String>, shell: &mut Shell) {
         let bus = &self.buses[index];
         let up = bus.state.is_up();
         let reason =
@@ -728,11 +750,11 @@ impl Gateway {
             reason,
         };
         let topic = bus.bus_topics.availability();
-        self.link.publish(topic, availability.to_json(), true);
-        self.publish_counters(index);
+        shell.publish(topic, availability.to_json(), true);
+        self.publish_counters(index, shell);
     }
 
-    fn publish_counters(&mut self, index: usize) {
+    fn publish_counters(&mut self, index: usize, shell: &mut Shell) {
         let bus = &self.buses[index];
         let c = &bus.counters;
         let state = CanBusState {
@@ -759,32 +781,7 @@ impl Gateway {
             reopened: c.reopened,
         };
         let topic = bus.bus_topics.state();
-        self.link.publish(topic, state.to_json(), true);
-    }
-
-    fn final_counters(&self) -> Counters {
-        Counters {
-            messages_out: self.link.messages_out(),
-            dropped: self.link.dropped(),
-            reconnects: self.link.connects(),
-            ..self.counters.clone()
-        }
-    }
-
-    fn publish_health(&mut self) {
-        for index in 0..self.buses.len() {
-            if let Some(recorder) = &mut self.buses[index].recorder {
-                let _ = recorder.flush();
-            }
-            self.publish_counters(index);
-        }
-        let figures = HealthFigures {
-            commands_in: self.counters.commands_in,
-            errors: self.counters.errors,
-            devices_online: self.buses.iter().filter(|b| b.state.is_up()).count() as u64,
-            devices_total: self.buses.len() as u64,
-        };
-        self.link.publish_health(self.started.into_std(), figures);
+        shell.publish(topic, state.to_json(), true);
     }
 }
 
