@@ -194,11 +194,12 @@ impl Loop for CanLoop {
     type Event = Event;
 
     fn filters(&self) -> Vec<String> {
-        let mut filters = vec![schema::topic::command_filter(&self.board, schema::can::BUS_KIND)];
-        if self.buses.iter().any(|bus| bus.mock.is_some()) {
-            filters.push(schema::topic::sim_filter(&self.board, schema::can::BUS_KIND));
-        }
-        filters
+        // The simulation topics of real buses too, so that a control sent to one is refused
+        // rather than never answered.
+        vec![
+            schema::topic::command_filter(&self.board, schema::can::BUS_KIND),
+            schema::topic::sim_filter(&self.board, schema::can::BUS_KIND),
+        ]
     }
 
     fn start(&mut self, shell: &mut Shell) {
@@ -718,7 +719,13 @@ impl CanLoop {
         shell: &mut Shell,
     ) -> Result<(), CommandError> {
         let bus = &self.buses[index];
-        let Some(mock) = bus.mock.clone() else { return Ok(()) };
+        let Some(mock) = bus.mock.clone() else {
+            return Err(CommandError::about(
+                command,
+                ErrorKind::NotAllowed,
+                format!("bus {:?} is not a mock bus: simulation controls are for mock buses only", bus.name),
+            ));
+        };
         let description = device::Description { model: "CAN bus", quantities: Vec::new(), commands: sim::commands() };
         let args = command.args_for(&description)?;
         let note = sim::control(&mock, &command.action, &args);
