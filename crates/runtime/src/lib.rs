@@ -8,7 +8,6 @@
 //! loop (`poll.rs`) publishes readings, replies and availability through the schema crate.
 //! The CAN gateway brings a loop of its own.
 
-pub mod backoff;
 pub mod bus;
 pub mod cli;
 pub mod link;

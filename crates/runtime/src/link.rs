@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use backoff::Backoff;
 use bytes::Bytes;
 use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS};
 use schema::payload::Payload;
@@ -17,7 +18,6 @@ use schema::topic::GatewayTopics;
 use schema::{Health, Online, Status, Version};
 use tokio::sync::mpsc;
 
-use crate::backoff::Backoff;
 use crate::outbox::{Message, Outbox};
 use crate::session::{self, SessionEvent};
 use crate::settings::{RuntimeError, Settings};
