@@ -183,7 +183,13 @@ impl Link {
         let payload = payload.into();
         if retain {
             // Pending until handed over: if the outbox drops it, the next drain republishes it.
-            self.retained.insert(topic.clone(), Retained { payload: payload.clone(), pending: true });
+            // An update keeps its key, so publishing a known topic costs no allocation here.
+            match self.retained.get_mut(&topic) {
+                Some(retained) => *retained = Retained { payload: payload.clone(), pending: true },
+                None => {
+                    self.retained.insert(topic.clone(), Retained { payload: payload.clone(), pending: true });
+                }
+            }
             self.republish = true;
         }
         let message = Message { topic, payload, qos: QoS::AtLeastOnce, retain };

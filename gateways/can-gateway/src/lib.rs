@@ -12,11 +12,13 @@ use board::{Board, BusKind};
 use buses::can::{CanFilter, MockCanBus};
 use runtime::{Counters, Settings};
 
+mod command;
 pub mod decoder;
 pub mod gateway;
 pub mod offline;
 pub mod policy;
 pub mod port;
+mod publish;
 pub mod sim;
 
 pub use gateway::{BusPlan, CanLoop, Options};

@@ -108,13 +108,7 @@ fn short_frame_gives_the_signals_that_fit() {
     let error = intel.decode(&[0xFF, 0xFF, 0xFF], &mut out).unwrap_err();
     assert_eq!(
         error,
-        DecodeError::Truncated {
-            message: "IntelMix".into(),
-            expected: 8,
-            got: 3,
-            missing: 3,
-            first_missing: "U17".into()
-        }
+        DecodeError::Truncated { message: "IntelMix", expected: 8, got: 3, missing: 3, first_missing: "U17" }
     );
     let names: Vec<&str> = out.iter().map(|d| d.name()).collect();
     assert_eq!(names, ["U3", "S11"]);
