@@ -38,11 +38,12 @@ fn round_trip(name: &str) {
     let database = load(&format!("{name}.dbc"));
     let log = std::fs::read_to_string(directory().join(format!("{name}.log"))).unwrap();
     let mut checked = 0;
-    for entry in candump::parse_log(&log) {
-        let (line, frame) = entry.unwrap();
-        let message = database.message(frame.frame.id, frame.frame.extended).unwrap();
+    for entry in buses::can::log::parse_log(&log) {
+        let (line, entry) = entry.unwrap();
+        let frame = entry.frame().unwrap();
+        let message = database.message(frame.id(), frame.is_extended()).unwrap();
         let mut decoded = Vec::new();
-        message.decode(&frame.frame.data, &mut decoded).unwrap();
+        message.decode(frame.data(), &mut decoded).unwrap();
         if decoded.iter().any(|d| !d.physical.as_f64().is_finite()) || !in_range(&decoded) {
             continue; // NaN, infinities and values out of range cannot be encoded.
         }
