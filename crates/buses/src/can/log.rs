@@ -279,6 +279,24 @@ mod tests {
         }
     }
 
+    /// Recording is on the gateway's receive path, which allocates nothing per frame.
+    #[test]
+    fn writing_a_line_does_not_allocate() {
+        let frames = [
+            CanFrame::classic(0x123, false, &[1, 2, 3]).unwrap(),
+            CanFrame::fd(0x1234, true, true, &[7; 64]).unwrap(),
+            CanFrame::remote(0x7ff, false, 2).unwrap(),
+        ];
+        let mut out = Vec::with_capacity(64 * 1024);
+        let info = allocation_counter::measure(|| {
+            for (index, frame) in frames.iter().cycle().take(300).enumerate() {
+                write_line(&mut out, index as u64 * 1000, "can0", frame).unwrap();
+            }
+        });
+        assert_eq!(info.count_total, 0, "{info:?}");
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 300);
+    }
+
     #[test]
     fn a_log_numbers_lines_and_skips_blank_ones() {
         let log = "(1.000000) can0 123#11\n\n   \n(2.000000) can0 123#1\n(3.000000) can0 124#\n";
