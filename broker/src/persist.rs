@@ -167,8 +167,12 @@ mod tests {
     use super::*;
 
     fn delivery(n: u8, qos: u8) -> Delivery {
-        let message =
-            Message { topic: Bytes::from("a/b"), payload: Bytes::from(vec![n; 3]), qos: 2, retain: n.is_multiple_of(2) };
+        let message = Message {
+            topic: Bytes::from("a/b"),
+            payload: Bytes::from(vec![n; 3]),
+            qos: 2,
+            retain: n.is_multiple_of(2),
+        };
         Delivery { message, qos, retain: false }
     }
 

@@ -52,20 +52,6 @@ pub struct Options {
     pub still: bool,
 }
 
-/// What a bus counts, published on its `state` topic.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct BusCounters {
-    pub rx_frames: u64,
-    pub tx_frames: u64,
-    pub unknown_frames: u64,
-    pub decode_errors: u64,
-    pub published: u64,
-    pub suppressed: u64,
-    pub lost_frames: u64,
-    pub bus_errors: u64,
-    pub reopened: u64,
-}
-
 /// One bus's state in the loop.
 pub(crate) struct Bus {
     pub name: String,
@@ -83,7 +69,9 @@ pub(crate) struct Bus {
     pub raw_full_warned: bool,
     pub state: BusState,
     pub opened_before: bool,
-    pub counters: BusCounters,
+    /// What the bus counts, kept as the payload of its `state` topic (time and state are set
+    /// when it is published).
+    pub counters: CanBusState,
     /// The interface task's send queue, bounded so a flood of commands is refused.
     pub jobs: mpsc::Sender<SendJob<ReplyContext>>,
     pub mock: Option<MockCanBus>,
@@ -270,7 +258,7 @@ impl Bus {
             raw_full_warned: false,
             state: BusState::Down,
             opened_before: false,
-            counters: BusCounters::default(),
+            counters: CanBusState::new(&plan.name, &plan.can.interface, plan.can.fd),
             jobs,
             mock: plan.mock,
             recorder,
@@ -370,32 +358,15 @@ impl CanLoop {
     }
 
     fn publish_counters(&mut self, index: usize, shell: &mut Shell) {
-        let bus = &self.buses[index];
-        let c = &bus.counters;
-        let state = CanBusState {
-            v: Version,
-            ts: schema::now(),
-            bus: bus.name.clone(),
-            interface: bus.can.interface.clone(),
-            state: match bus.state {
-                BusState::ErrorActive => BusStateName::ErrorActive,
-                BusState::ErrorWarning => BusStateName::ErrorWarning,
-                BusState::ErrorPassive => BusStateName::ErrorPassive,
-                BusState::BusOff => BusStateName::BusOff,
-                BusState::Down => BusStateName::Down,
-            },
-            fd: bus.can.fd,
-            rx_frames: c.rx_frames,
-            tx_frames: c.tx_frames,
-            unknown_frames: c.unknown_frames,
-            decode_errors: c.decode_errors,
-            published: c.published,
-            suppressed: c.suppressed,
-            lost_frames: c.lost_frames,
-            bus_errors: c.bus_errors,
-            reopened: c.reopened,
+        let bus = &mut self.buses[index];
+        bus.counters.ts = schema::now();
+        bus.counters.state = match bus.state {
+            BusState::ErrorActive => BusStateName::ErrorActive,
+            BusState::ErrorWarning => BusStateName::ErrorWarning,
+            BusState::ErrorPassive => BusStateName::ErrorPassive,
+            BusState::BusOff => BusStateName::BusOff,
+            BusState::Down => BusStateName::Down,
         };
-        let topic = bus.bus_topics.state();
-        shell.publish(topic, state.to_json(), true);
+        shell.publish(bus.bus_topics.state(), bus.counters.to_json(), true);
     }
 }
