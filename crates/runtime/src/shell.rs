@@ -161,7 +161,7 @@ struct Systemd {
 
 impl Systemd {
     fn from_env() -> Systemd {
-        Systemd { watchdog: sd_notify::watchdog_enabled().map(|timeout| timeout / 2), failed: false }
+        Systemd { watchdog: feed_every(sd_notify::watchdog_enabled()), failed: false }
     }
 
     /// Sends to `$NOTIFY_SOCKET`; does nothing where it is not set.
@@ -172,5 +172,24 @@ impl Systemd {
             tracing::warn!(%error, "cannot notify systemd");
             self.failed = true;
         }
+    }
+}
+
+/// How often to feed a watchdog of this timeout: at half of it, as sd_watchdog_enabled(3)
+/// advises; never for a zero timeout, which systemd does not set and a timer cannot run at.
+fn feed_every(timeout: Option<Duration>) -> Option<Duration> {
+    timeout.filter(|timeout| *timeout >= Duration::from_millis(2)).map(|timeout| timeout / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_is_fed_at_half_its_timeout() {
+        let ms = Duration::from_millis;
+        assert_eq!(feed_every(Some(ms(200))), Some(ms(100)));
+        assert_eq!(feed_every(Some(Duration::ZERO)), None, "a zero period would panic the timer");
+        assert_eq!(feed_every(None), None);
     }
 }
