@@ -116,8 +116,9 @@ impl PollLoop {
                     let configs = schema::homeassistant::configs(target, &description, &hosted.device.outputs());
                     poll.discovery.extend(configs);
                 }
+                // Every device's: a control sent to a device on a real bus is refused, not ignored.
+                poll.by_sim_topic.insert(t.sim(), id);
                 let sim = hosted.sim.take().map(|sim| {
-                    poll.by_sim_topic.insert(t.sim(), id);
                     let commands = sim.commands();
                     (sim, Description { model: description.model, quantities: Vec::new(), commands })
                 });
@@ -148,10 +149,10 @@ impl Loop for PollLoop {
     type Event = BusEvent;
 
     fn filters(&self) -> Vec<String> {
-        let mut filters = vec![schema::topic::command_filter(&self.board, &self.bus_kind)];
-        if !self.by_sim_topic.is_empty() {
-            filters.push(schema::topic::sim_filter(&self.board, &self.bus_kind));
-        }
+        let mut filters = vec![
+            schema::topic::command_filter(&self.board, &self.bus_kind),
+            schema::topic::sim_filter(&self.board, &self.bus_kind),
+        ];
         if let Some(prefix) = &self.homeassistant {
             // To clear the discovery configs of removed devices.
             filters.push(schema::homeassistant::config_filter(prefix));
@@ -310,7 +311,20 @@ impl PollLoop {
     /// Runs a simulation control at once: it only touches the mock bus's chip state.
     fn on_sim_command(&mut self, id: DeviceId, publish: &rumqttc::Publish, shell: &mut Shell) {
         let entry = &mut self.devices[id.bus][id.device];
-        let Some((sim, description)) = &mut entry.sim else { return };
+        let Some((sim, description)) = &mut entry.sim else {
+            let error = match Command::parse(&publish.payload) {
+                Ok(command) => CommandError::about(
+                    &command,
+                    ErrorKind::NotAllowed,
+                    format!(
+                        "device {:?} is not on a mock bus: simulation controls are for mock buses only",
+                        entry.name
+                    ),
+                ),
+                Err(error) => error,
+            };
+            return self.refuse(id, &error, shell);
+        };
         let parsed = Command::parse(&publish.payload).and_then(|command| {
             let args = command.args_for(description)?;
             CommandError::check_not_retained(&command, publish.retain)?;
