@@ -986,17 +986,12 @@ fn convert_options(
     Ok(device::Options(options))
 }
 
-/// An access-rule pattern: a topic filter whose levels may hold `%c` and `%u`.
+/// An access-rule pattern: a topic filter whose levels may hold `%c` and `%u`, checked as the
+/// broker checks the filters clients subscribe to.
 fn check_pattern(pattern: &str) -> Result<(), String> {
-    if pattern.is_empty() || pattern.chars().any(char::is_control) {
-        return Err(format!("{pattern:?} is not a topic filter: empty or with a control character"));
-    }
-    let levels: Vec<&str> = pattern.split('/').collect();
-    for (index, level) in levels.iter().enumerate() {
-        let alone = *level == "+" || (*level == "#" && index == levels.len() - 1);
-        if level.contains(['+', '#']) && !alone {
-            return Err(format!("{pattern:?}: + must stand alone in a level, # alone in the last level"));
-        }
-    }
-    Ok(())
+    schema::acl::check_topic_filter(pattern).map_err(|error| {
+        let shown: String = pattern.chars().take(60).collect();
+        let more = if shown.len() < pattern.len() { "..." } else { "" };
+        format!("{shown:?}{more} is not a topic filter: it {error}")
+    })
 }

@@ -361,3 +361,20 @@ fn sockets_and_sessions_are_checked() {
     assert_eq!((sessions.max_sessions, sessions.expiry_s, sessions.max_queued), (64, 86_400, 1000));
     check_error(&format!("{MINIMAL}\n[broker.sessions]\nexpiry_s = 0\n"), 18, "broker.sessions.expiry_s", "0");
 }
+
+/// Access rules are checked as schema::acl checks topic filters, so the board accepts no rule
+/// that the broker would refuse as a filter. Regression: a rule longer than MQTT's 65535 bytes
+/// was accepted by the board's own copy of the check.
+#[test]
+fn access_rules_are_checked_as_topic_filters() {
+    let rule = |pattern: &str| {
+        format!("{MINIMAL}[broker.users.app]\npassword_hash = \"$argon2id$x\"\npublish = [\"{pattern}\"]\n")
+    };
+    let line = MINIMAL.lines().count() + 3;
+    let field = "broker.users.app.publish[0]";
+    Board::parse(&rule("busgate/%c/+/#"), Path::new("x.toml")).unwrap();
+    check_error(&rule("busgate/a+/b"), line, field, "uses a wildcard that is not a whole level");
+    check_error(&rule("busgate/#/b"), line, field, "uses a wildcard that is not a whole level");
+    check_error(&rule(""), line, field, "is empty");
+    check_error(&rule(&"a".repeat(65_536)), line, field, "is longer than 65535 bytes");
+}
