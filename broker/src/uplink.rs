@@ -184,6 +184,9 @@ impl Queue {
 /// The uplink's local link and settings.
 pub struct Uplink {
     settings: board::Uplink,
+    /// Read once at start from the password file, which must be the owner's alone (as the
+    /// gateways check theirs), so a missing or readable file is an error then.
+    password: Option<String>,
     /// Built once at start, so a bad CA file is an error then, not a retry loop.
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     /// Whether the upstream broker has accepted the current connection (the health topic says).
@@ -202,6 +205,10 @@ impl Uplink {
             None => None,
             Some(tls) => Some(crate::tls::uplink_config(tls).map_err(|error| format!("TLS: {error}"))?),
         };
+        let password = match &settings.password_file {
+            Some(path) => Some(read_password(path)?),
+            None => None,
+        };
         let (mut tx, rx) = hub.link().await.map_err(|error| format!("its local link: {error}"))?;
         for (index, filter) in settings.forward.iter().enumerate() {
             tx.subscribe(filter, index + 1).map_err(|error| format!("its local link: {error}"))?;
@@ -209,7 +216,7 @@ impl Uplink {
                 queue.push(record(message)).map_err(|error| format!("its queue: {error}"))?;
             }
         }
-        Ok(Uplink { settings, tls, connected: Arc::new(AtomicBool::new(false)), hub, tx, rx, queue })
+        Ok(Uplink { settings, password, tls, connected: Arc::new(AtomicBool::new(false)), hub, tx, rx, queue })
     }
 
     fn options(&self) -> MqttOptions {
@@ -223,13 +230,7 @@ impl Uplink {
         options.set_clean_session(true);
         options.set_max_packet_size(1 << 20, 1 << 20);
         if let Some(username) = &self.settings.username {
-            let password = self
-                .settings
-                .password_file
-                .as_ref()
-                .and_then(|path| fs::read_to_string(path).ok())
-                .map(|text| text.trim_end().to_owned())
-                .unwrap_or_default();
+            let password = self.password.clone().unwrap_or_default();
             options.set_credentials(username.clone(), password);
         }
         options
@@ -242,7 +243,7 @@ impl Uplink {
         // The last reason a connection failed, logged when it changes rather than on every retry.
         let mut failure: Option<String> = None;
         let mut in_flight = false;
-        let mut retry = RETRY_MIN;
+        let mut retry = backoff::Backoff::new(RETRY_MIN, RETRY_MAX);
         let mut retry_at = Instant::now();
         loop {
             if upstream.is_none() && Instant::now() >= retry_at {
@@ -275,7 +276,7 @@ impl Uplink {
                     connected = true;
                     self.connected.store(true, Ordering::Relaxed);
                     failure = None;
-                    retry = RETRY_MIN;
+                    retry.reset();
                     if let Some((client, _)) = &upstream {
                         for filter in &self.settings.commands {
                             let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
@@ -319,8 +320,7 @@ impl Uplink {
                     connected = false;
                     self.connected.store(false, Ordering::Relaxed);
                     in_flight = false;
-                    retry_at = Instant::now() + retry;
-                    retry = (retry * 2).min(RETRY_MAX);
+                    retry_at = Instant::now() + retry.next_delay();
                 }
             }
             if connected
@@ -334,6 +334,18 @@ impl Uplink {
             }
         }
     }
+}
+
+/// The upstream password, from a file only its owner may read.
+fn read_password(path: &std::path::Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let error = |message: String| format!("its password file {}: {message}", path.display());
+    let mode = fs::metadata(path).map_err(|e| error(e.to_string()))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(error(format!("mode {:o} lets others read it; chmod 600", mode & 0o777)));
+    }
+    let password = fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    Ok(password.trim_end().to_owned())
 }
 
 /// A forwarded message as a queue record, with the retain flag it was published with.
@@ -359,6 +371,25 @@ mod tests {
 
     fn record(n: u32) -> Record {
         Record { topic: "t".into(), payload: Bytes::from(n.to_be_bytes().to_vec()), retain: false }
+    }
+
+    // Regression: a missing or unreadable password file silently became an empty password.
+    #[test]
+    fn the_password_file_must_exist_and_be_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("busgate-uplink-password-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("uplink.password");
+        let error = read_password(&path).unwrap_err();
+        assert!(error.contains("No such file"), "{error}");
+        fs::write(&path, "s3cret\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let error = read_password(&path).unwrap_err();
+        assert!(error.ends_with("mode 644 lets others read it; chmod 600"), "{error}");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_password(&path).unwrap(), "s3cret");
+        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
