@@ -226,6 +226,9 @@ pub struct Journal {
 pub struct Gateway {
     /// The broker the gateways connect to.
     pub broker: SocketAddr,
+    /// The broker's Unix socket, one of `[broker.sockets.*]`: when set, the gateways connect
+    /// over it instead of `broker` (which tools such as deploy still use).
+    pub broker_socket: Option<PathBuf>,
     pub keep_alive_s: u64,
     /// Readings and replies kept while the broker is unreachable; the oldest are dropped (and
     /// counted) beyond this.

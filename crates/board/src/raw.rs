@@ -308,6 +308,7 @@ impl Default for JournalSection {
 #[serde(deny_unknown_fields, default)]
 struct GatewaySection {
     broker: Option<Spanned<String>>,
+    broker_socket: Option<Spanned<PathBuf>>,
     keep_alive_s: Spanned<u64>,
     outbox_capacity: Spanned<usize>,
     reconnect_min_ms: Spanned<u64>,
@@ -323,6 +324,7 @@ impl Default for GatewaySection {
         let at = |v| Spanned::new(0..0, v);
         Self {
             broker: None,
+            broker_socket: None,
             keep_alive_s: at(15),
             outbox_capacity: Spanned::new(0..0, 1_000),
             reconnect_min_ms: at(100),
@@ -942,6 +944,19 @@ fn validate_gateway(check: &Checker<'_>, raw: GatewaySection, broker: &Broker) -
             }
         },
     };
+    let broker_socket = match raw.broker_socket {
+        None => None,
+        Some(path) => {
+            if !broker.sockets.iter().any(|socket| socket.path == *path.get_ref()) {
+                return Err(check.error(
+                    path.span(),
+                    "gateway.broker_socket",
+                    format!("{} is none of the broker's [broker.sockets.*] paths", path.get_ref().display()),
+                ));
+            }
+            Some(path.into_inner())
+        }
+    };
     let reconnect_min_ms = check.range(&raw.reconnect_min_ms, "gateway.reconnect_min_ms", 1, 3_600_000)?;
     let reconnect_max_ms =
         check.range(&raw.reconnect_max_ms, "gateway.reconnect_max_ms", reconnect_min_ms, 3_600_000)?;
@@ -949,6 +964,7 @@ fn validate_gateway(check: &Checker<'_>, raw: GatewaySection, broker: &Broker) -
     let retry_max_ms = check.range(&raw.retry_max_ms, "gateway.retry_max_ms", retry_min_ms, 3_600_000)?;
     Ok(Gateway {
         broker: address,
+        broker_socket,
         keep_alive_s: check.range(&raw.keep_alive_s, "gateway.keep_alive_s", 5, 3_600)?,
         outbox_capacity: check.range(&raw.outbox_capacity, "gateway.outbox_capacity", 1, 1_000_000)?,
         reconnect_min_ms,

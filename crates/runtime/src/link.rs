@@ -390,8 +390,14 @@ fn read_password(path: &std::path::Path) -> Result<String, RuntimeError> {
 }
 
 fn mqtt_options(settings: &Settings, topics: &GatewayTopics) -> MqttOptions {
-    let mut options =
-        MqttOptions::new(settings.client_id.clone(), settings.broker.ip().to_string(), settings.broker.port());
+    let mut options = match &settings.broker_socket {
+        Some(path) => {
+            let mut options = MqttOptions::new(settings.client_id.clone(), path.to_string_lossy(), 0);
+            options.set_transport(rumqttc::Transport::unix());
+            options
+        }
+        None => MqttOptions::new(settings.client_id.clone(), settings.broker.ip().to_string(), settings.broker.port()),
+    };
     options.set_keep_alive(settings.keep_alive);
     // Every connect is a new session: the gateway subscribes and republishes after each
     // CONNACK, and keeps unacknowledged messages itself (see session.rs).

@@ -17,6 +17,8 @@ pub struct Settings {
     /// busgate version the gateway reports in its status.
     pub version: String,
     pub broker: SocketAddr,
+    /// Connect over this Unix socket instead of `broker`.
+    pub broker_socket: Option<std::path::PathBuf>,
     pub client_id: String,
     pub keep_alive: Duration,
     pub outbox_capacity: usize,
@@ -42,6 +44,7 @@ impl Settings {
             bus_kind: kind.as_str().to_owned(),
             version: version.to_owned(),
             broker: g.broker,
+            broker_socket: g.broker_socket.clone(),
             client_id: format!("{}-{}", board.name, kind.gateway()),
             keep_alive: Duration::from_secs(g.keep_alive_s),
             outbox_capacity: g.outbox_capacity,

@@ -378,3 +378,12 @@ fn access_rules_are_checked_as_topic_filters() {
     check_error(&rule(""), line, field, "is empty");
     check_error(&rule(&"a".repeat(65_536)), line, field, "is longer than 65535 bytes");
 }
+
+#[test]
+fn the_gateways_broker_socket_must_be_one_the_broker_serves() {
+    let text = format!("{MINIMAL}\n[gateway]\nbroker_socket = \"/run/other.sock\"\n");
+    check_error(&text, 18, "gateway.broker_socket", "/run/other.sock is none of the broker's [broker.sockets.*] paths");
+    let text = format!("{text}[broker.sockets.ipc]\npath = \"/run/other.sock\"\n");
+    let board = Board::parse(&text, Path::new("x.toml")).unwrap();
+    assert_eq!(board.gateway.broker_socket.as_deref(), Some(Path::new("/run/other.sock")));
+}
