@@ -39,6 +39,27 @@ pub struct Engine {
     pub counters: Arc<Counters>,
     pub journal: Option<JournalSender>,
     pub settings: Settings,
+    /// Set, and notified, when the broker stops: every connection ends at once.
+    pub closing: Closing,
+}
+
+/// The broker is stopping: connections end without their wills (the broker is going away, not
+/// the clients) and hand their sessions back.
+#[derive(Debug, Default)]
+pub struct Closing {
+    closed: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Closing {
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
 }
 
 /// The board's limits as the engine applies them.
@@ -76,6 +97,8 @@ enum End {
     Violation(String),
     /// After a reload of the identities, the login no longer passes.
     LoginRevoked,
+    /// The broker is stopping.
+    Shutdown,
     Router(String),
 }
 
@@ -165,6 +188,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(engine: Arc<Engin
         if let Some(end) = pipelined.take() {
             break end;
         }
+        if engine.closing.is_closed() {
+            break End::Shutdown;
+        }
         if out.len() < HIGH_WATER && connection.owns_session() {
             let sent = connection.session.lock().send_queued(&mut out, settings.bounds, HIGH_WATER);
             engine.counters.messages_out.fetch_add(sent, Ordering::Relaxed);
@@ -173,6 +199,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(engine: Arc<Engin
         tokio::select! {
             biased;
             () = claim.kick.notified() => break End::TakenOver,
+            () = engine.closing.notify.notified() => break End::Shutdown,
             read = reader.read_buf(&mut input) => match read {
                 Ok(0) => break End::Closed,
                 Err(error) => break End::Io(error),
@@ -514,34 +541,23 @@ impl Connection {
                 codes.push(SUBACK_FAILURE);
                 continue;
             }
-            let new_id = {
+            {
                 let mut state = self.session.lock();
                 let next_id = state.next_subscription_id + 1;
                 match state.subscriptions.get_mut(&filter) {
-                    Some(subscription) => {
-                        subscription.qos = qos;
-                        None
-                    }
+                    Some(subscription) => subscription.qos = qos,
                     None => {
                         state.next_subscription_id = next_id;
                         state.subscriptions.insert(filter.clone(), crate::session::Subscription { id: next_id, qos });
-                        Some(next_id)
                     }
                 }
-            };
+            }
             if let Some((group, inner)) = shared {
                 // Joined again on every SUBSCRIBE, which updates the granted QoS. Retained
                 // messages are not sent for shared subscriptions (MQTT 5 section 4.8.2).
-                self.engine
-                    .hub
-                    .join(group, inner, &self.session, qos)
-                    .await
-                    .map_err(|error| End::Router(error.to_string()))?;
+                self.engine.hub.join(group, inner, &self.session, qos);
                 codes.push(qos);
                 continue;
-            }
-            if let Some(id) = new_id {
-                self.session.router().subscribe(&filter, id).map_err(|error| End::Router(error.to_string()))?;
             }
             // Retained messages go out on every SUBSCRIBE (MQTT 3.1.1 section 3.3.1.3).
             retained.extend(self.engine.hub.retained_for(&filter).into_iter().map(|message| {
@@ -561,7 +577,7 @@ impl Connection {
     fn finish(self, door: &Door, end: End) {
         let engine = &self.engine;
         if let Some(will) = &self.will
-            && !matches!(end, End::Disconnect)
+            && !matches!(end, End::Disconnect | End::Shutdown)
         {
             let message = Message {
                 topic: will.topic.clone(),
@@ -586,6 +602,7 @@ impl Connection {
         let (listener, client_id) = (&door.listener, &self.client_id);
         match end {
             End::Disconnect | End::Closed => tracing::debug!(%listener, client_id, "client disconnected"),
+            End::Shutdown => tracing::debug!(%listener, client_id, "closed: the broker is stopping"),
             End::Io(error) => tracing::debug!(%listener, client_id, %error, "connection lost"),
             End::Keepalive => tracing::info!(%listener, client_id, "client silent past its keepalive; closed"),
             End::TakenOver => tracing::info!(%listener, client_id, "a new connection with this client id took over"),
@@ -651,9 +668,10 @@ mod tests {
             let noise: Vec<u8> = (0..rng.usize(..64)).map(|_| rng.u8(..)).collect();
             run(&engine, &[&connect[..], &noise].concat()).await;
         }
-        // Every connection has let go of its session and its router link.
+        // Every connection has let go of its session and its router link: only the dispatch
+        // link is left.
         assert_eq!(engine.registry.len(), 0);
         assert_eq!(engine.counters.live.load(Ordering::Relaxed), 0);
-        assert_eq!(engine.hub.links(), 0);
+        assert_eq!(engine.hub.links(), 1);
     }
 }

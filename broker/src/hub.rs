@@ -1,17 +1,20 @@
 //! The engine's side of rumqttd's router: links into it, the mark every message carries
 //! through it, and the retained messages, which the engine keeps itself.
 //!
-//! The router is used as a fan-out of messages to filters and nothing more. Every engine link
-//! publishes at QoS 0 and subscribes at QoS 0, so the router never waits for an
-//! acknowledgement and its strict acknowledgement queues are never used; the engine runs each
-//! client's QoS 1 and 2 exchanges itself ([`crate::session`]).
+//! Every session publishes through a router link of its own at QoS 0, so the router never waits
+//! for an acknowledgement and its strict acknowledgement queues are never used; the engine runs
+//! each client's QoS 1 and 2 exchanges itself ([`crate::session`]). The router carries every
+//! message, in each publisher's order, to one dispatch link subscribed to everything, and the
+//! dispatcher hands it to each session whose subscriptions match, and to one member of each
+//! matching shared subscription. Clients' filters never reach the router: rumqttd keeps a
+//! commit log for every filter it has ever seen and never frees one, so client-chosen filters
+//! (a reply topic per request, say) would grow its memory without bound.
 //!
-//! Two facts travel with each message in a way no client can see or forge:
-//! - the QoS and retain flag it was published with: a user property whose name holds U+0000
-//!   ([`MARK`]), which MQTT forbids in every string a client sends (the frame check refuses it),
-//!   so no client can set it, and which the engine removes before writing a message out;
-//! - which of the session's subscriptions matched: the router appends the subscription
-//!   identifier of the filter it forwards for, and every engine subscription carries one.
+//! The QoS and retain flag a message was published with travel with it as a user property
+//! whose name holds U+0000 ([`MARK`]), which MQTT forbids in every string a client sends (the
+//! frame check refuses it), so no client can set or see it: the engine takes it off again.
+//! The router tags what it forwards with the subscription identifier of the filter it matched,
+//! which the uplink's links use.
 //!
 //! Every topic and filter the router sees starts with the level [`LEVEL`]: rumqttd's topic
 //! matching slices a topic's first byte as text and panics (killing the router, and with it
@@ -22,7 +25,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -86,7 +89,16 @@ pub struct Hub {
     /// rumqttd's shared-subscription code (which panics on a state clients can reach) is never
     /// used.
     shared: Mutex<HashMap<(String, String), Arc<SharedGroup>>>,
+    /// Every session, for the dispatcher.
+    sessions: Mutex<Vec<Weak<Session>>>,
+    /// The dispatch link's sending half, for [`Hub::flush`]'s marker.
+    dispatch_tx: tokio::sync::Mutex<Option<RouterTx>>,
+    /// Waiting for the dispatcher to see the flush marker.
+    flushes: Mutex<Vec<tokio::sync::oneshot::Sender<()>>>,
 }
+
+/// The topic of [`Hub::flush`]'s marker: a `$` topic, which no client may publish to.
+const FLUSH: &[u8] = b"$busgate/flush";
 
 impl Hub {
     pub fn new(factory: LinkFactory, retained: BTreeMap<String, Retained>, store: Option<RetainedSender>) -> Hub {
@@ -96,6 +108,9 @@ impl Hub {
             retained: RwLock::new(retained),
             store,
             shared: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Vec::new()),
+            dispatch_tx: tokio::sync::Mutex::new(None),
+            flushes: Mutex::new(Vec::new()),
         }
     }
 
@@ -180,35 +195,77 @@ impl Hub {
 }
 
 impl Hub {
-    /// Adds `session` to the shared subscription `group`/`filter` at `qos`, opening the group's
-    /// router link if it is the first member.
-    pub async fn join(
-        self: &Arc<Hub>,
-        group: &str,
-        filter: &str,
-        session: &Arc<Session>,
-        qos: u8,
-    ) -> Result<(), LinkError> {
-        let key = (group.to_owned(), filter.to_owned());
-        let existing = self.shared.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
-        let group = match existing {
-            Some(group) => group,
-            None => {
-                let (mut tx, rx) = self.link().await?;
-                tx.subscribe(filter, 1)?;
-                let group =
-                    Arc::new(SharedGroup { members: Mutex::new(Vec::new()), next: AtomicUsize::new(0), _tx: tx });
-                let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-                // Another member may have opened it meanwhile; then this link is dropped.
-                let group = shared.entry(key.clone()).or_insert(group).clone();
-                tokio::spawn(share_out(Arc::downgrade(self), key, Arc::downgrade(&group), rx));
-                group
+    /// Opens the dispatch link and starts the dispatcher (see the module documentation).
+    pub async fn start_dispatch(self: &Arc<Hub>) -> Result<(), LinkError> {
+        let (mut tx, rx) = self.link().await?;
+        tx.subscribe("#", 1)?;
+        *self.dispatch_tx.lock().await = Some(tx);
+        tokio::spawn(dispatch(Arc::downgrade(self), rx));
+        Ok(())
+    }
+
+    /// Waits until the dispatcher has handed on every message the router had before this call
+    /// (at most `limit`): the router keeps the order of what reaches it, so a marker sent now
+    /// arrives after all of them. At shutdown, so that no acknowledged message is missing from
+    /// the session file.
+    pub async fn flush(&self, limit: std::time::Duration) -> bool {
+        let (done, seen) = tokio::sync::oneshot::channel();
+        self.flushes.lock().unwrap_or_else(PoisonError::into_inner).push(done);
+        let marker = Message { topic: Bytes::from_static(FLUSH), payload: Bytes::new(), qos: 0, retain: false };
+        {
+            let mut tx = self.dispatch_tx.lock().await;
+            let Some(tx) = tx.as_mut() else { return false };
+            if self.publish(tx, &marker).is_err() {
+                return false;
             }
+        }
+        matches!(tokio::time::timeout(limit, seen).await, Ok(Ok(())))
+    }
+
+    /// Makes `session` one the dispatcher hands messages to.
+    pub fn register(&self, session: &Arc<Session>) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        sessions.retain(|session| session.strong_count() > 0);
+        sessions.push(Arc::downgrade(session));
+    }
+
+    /// Hands `message` to every session whose subscriptions match it, and to one member of each
+    /// matching shared subscription.
+    fn fan_out(&self, message: &Message) {
+        let sessions: Vec<Arc<Session>> = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+            sessions.retain(|session| session.strong_count() > 0);
+            sessions.iter().filter_map(Weak::upgrade).collect()
         };
+        for session in &sessions {
+            session.offer(message);
+        }
+        let Ok(topic) = std::str::from_utf8(&message.topic) else { return };
+        let groups: Vec<Arc<SharedGroup>> = {
+            let shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+            shared
+                .iter()
+                .filter(|((_, filter), _)| schema::acl::matches(filter, topic))
+                .map(|(_, group)| group.clone())
+                .collect()
+        };
+        for group in groups {
+            if let Some((member, granted)) = group.pick() {
+                member.enqueue(Delivery { message: message.clone(), qos: message.qos.min(granted), retain: false });
+            }
+        }
+    }
+
+    /// Adds `session` to the shared subscription `group`/`filter` at `qos` (again: a new QoS).
+    pub fn join(&self, group: &str, filter: &str, session: &Arc<Session>, qos: u8) {
+        let key = (group.to_owned(), filter.to_owned());
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let group = shared
+            .entry(key)
+            .or_insert_with(|| Arc::new(SharedGroup { members: Mutex::new(Vec::new()), next: AtomicUsize::new(0) }));
         let mut members = group.members.lock().unwrap_or_else(PoisonError::into_inner);
         members.retain(|(member, _)| member.upgrade().is_some_and(|member| !Arc::ptr_eq(&member, session)));
         members.push((Arc::downgrade(session), qos));
-        Ok(())
     }
 
     /// Takes `session` out of a shared subscription.
@@ -253,14 +310,12 @@ pub fn shared_filter(filter: &str) -> Option<(&str, &str)> {
     (!group.is_empty() && !group.contains(['+', '#']) && !filter.is_empty()).then_some((group, filter))
 }
 
-/// One shared subscription: its members and the router link that feeds them.
+/// One shared subscription: its members.
 pub struct SharedGroup {
     /// Each member session with the QoS it was granted.
-    members: Mutex<Vec<(std::sync::Weak<Session>, u8)>>,
+    members: Mutex<Vec<(Weak<Session>, u8)>>,
     /// Round robin over the members.
     next: AtomicUsize,
-    /// Dropping the group takes its link out of the router.
-    _tx: RouterTx,
 }
 
 impl SharedGroup {
@@ -278,35 +333,25 @@ impl SharedGroup {
     }
 }
 
-/// Hands each message of a shared subscription to one member, until the group is gone.
-async fn share_out(
-    hub: std::sync::Weak<Hub>,
-    key: (String, String),
-    group: std::sync::Weak<SharedGroup>,
-    mut rx: LinkRx,
-) {
+/// Hands every message the router forwards to the sessions, until the hub is gone.
+async fn dispatch(hub: Weak<Hub>, mut rx: LinkRx) {
     loop {
         let received = match receive(&mut rx).await {
             Ok(received) => received,
-            Err(_) => return,
+            Err(error) => {
+                tracing::error!(%error, "the dispatcher lost its router link; no message is delivered");
+                return;
+            }
         };
-        let Some(shared) = group.upgrade() else { return };
         match received {
-            Received::Message(message, _) => match shared.pick() {
-                Some((member, granted)) => {
-                    let qos = message.qos.min(granted);
-                    member.enqueue(Delivery { message, qos, retain: false });
-                }
-                None => {
-                    // Every member is gone: the group goes too.
-                    if let Some(hub) = hub.upgrade() {
-                        let mut groups = hub.shared.lock().unwrap_or_else(PoisonError::into_inner);
-                        if groups.get(&key).is_some_and(|found| Arc::ptr_eq(found, &shared)) {
-                            groups.remove(&key);
-                        }
+            Received::Message(message, _) => match hub.upgrade() {
+                Some(hub) if message.topic == FLUSH => {
+                    for done in hub.flushes.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+                        let _ = done.send(());
                     }
-                    return;
                 }
+                Some(hub) => hub.fan_out(&message),
+                None => return,
             },
             Received::Paused => {
                 if rx.wake().await.is_err() {
@@ -510,13 +555,14 @@ mod tests {
         let Received::Message(received, 10) = next_message(&mut rx).await else { panic!("expected the odd topic") };
         assert_eq!(received.topic, odd.topic);
 
-        // 450 messages while the subscriber takes none: paused at 200, all there once woken.
-        for n in 1..=450 {
+        // 2000 messages while the subscriber takes none: the router hands a link at most 200 at
+        // a time and pauses it until woken, and loses none.
+        for n in 1..=2000 {
             hub.publish(&mut publisher, &message(n, 1, false)).unwrap();
         }
         let mut received = Vec::new();
         let mut pauses = 0;
-        while received.len() < 450 {
+        while received.len() < 2000 {
             match next_message(&mut rx).await {
                 Received::Message(message, id) => {
                     assert_eq!(id, 7);
@@ -529,8 +575,8 @@ mod tests {
                 Received::Nothing => {}
             }
         }
-        assert_eq!(received, (1..=450).collect::<Vec<_>>(), "in order, none lost, none twice");
-        assert!(pauses >= 2, "the router pauses a link at 200 messages ({pauses} pauses)");
+        assert_eq!(received, (1..=2000).collect::<Vec<_>>(), "in order, none lost, none twice");
+        assert!(pauses >= 1, "the router pauses a link at 200 messages ({pauses} pauses)");
     }
 
     #[test]

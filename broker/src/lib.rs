@@ -5,8 +5,8 @@
 //! client with a connection task ([`connection`]) that owns the MQTT session as the client sees
 //! it ([`session`], [`registry`]): the strict frame check ([`frame`], [`codec`]), logins and
 //! access rules ([`policy`]), QoS 1 and 2 in both directions, persistent sessions kept across
-//! restarts ([`persist`]), and the will. rumqttd's router only fans messages out to the
-//! sessions' links ([`hub`]), at QoS 0. Around it: the journal ([`journal`]), the retained store
+//! restarts ([`persist`]), and the will. rumqttd's router carries the messages, at QoS 0, from
+//! the sessions' links to the engine's dispatcher, which hands them to the sessions ([`hub`]). Around it: the journal ([`journal`]), the retained store
 //! ([`retained`]), the uplink ([`uplink`]) and the broker's health ([`local`]).
 //! ARCHITECTURE.md tells why.
 
@@ -58,6 +58,9 @@ pub const READY: &str = "busgate broker ready";
 /// Connections the router has room for beyond the engine's own (the broker's health and
 /// uplink links, and links still being taken down).
 const ROUTER_SLACK: usize = 16;
+
+/// How long stopping waits for the connections to end, and then for the dispatcher.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 
 /// How often the session file is written while sessions change, and sessions expire.
 const SESSION_TICK: Duration = Duration::from_secs(2);
@@ -160,13 +163,13 @@ pub fn router_config(board: &Board) -> RouterConfig {
     let limits = &board.broker.limits;
     RouterConfig {
         max_connections: limits.max_connections + board.broker.sessions.max_sessions + ROUTER_SLACK,
-        // Every engine link subscribes at QoS 0; the router hands a link this many messages per
+        // The engine's links subscribe at QoS 0; the router hands a link this many messages per
         // pass and pauses it at 200 until the engine has taken them (see [`hub`]).
         max_outgoing_packet_count: 200,
-        // Each subscribed filter keeps a commit log of at most max_segment_count segments
-        // plus the one being filled, each closed once it holds max_segment_size bytes of
-        // topics and payloads. The engine drains every link at once into its sessions' bounded
-        // queues, so the log is only a short buffer.
+        // Each filter on the router (the dispatcher's, and the uplink's) keeps a commit log of at
+        // most max_segment_count segments plus the one being filled, each closed once it holds
+        // max_segment_size bytes of topics and payloads. The dispatcher drains it at once into
+        // the sessions' bounded queues, so the log is only a short buffer.
         max_segment_size: limits.segment_bytes,
         max_segment_count: limits.max_segments,
         custom_segment: None,
@@ -239,6 +242,10 @@ pub async fn run(
     let router_tx = Router::new(0, router_config(board)).spawn();
     let factory: LinkFactory = Arc::new(move |client_id| LinkBuilder::new(client_id, router_tx.clone()));
     let hub = Arc::new(Hub::new(factory, kept, store.as_ref().map(RetainedStore::sender)));
+    if let Err(error) = hub.start_dispatch().await {
+        close(journal, store);
+        return Err(Error::Internal(format!("the dispatch link: {error}")));
+    }
     let sessions = &board.broker.sessions;
     let bounds = Bounds {
         inflight: usize::from(limits.max_inflight),
@@ -269,6 +276,7 @@ pub async fn run(
             max_keepalive_s: limits.max_keepalive_s,
             bounds,
         },
+        closing: Default::default(),
     });
 
     let internal = match Internal::connect(hub.clone()).await {
@@ -383,6 +391,16 @@ pub async fn run(
     for task in tasks {
         task.abort();
     }
+    // Every connection ends and hands its session back; then every message already taken is
+    // queued for its sessions, and only then is the session file written.
+    engine.closing.close();
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+    while counters.live.load(std::sync::atomic::Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if !hub.flush(SHUTDOWN_WAIT).await {
+        tracing::warn!("messages on their way to sessions may be missing from the session file");
+    }
     sessions_task.abort();
     health.abort();
     if let Some(task) = &uplink_task {
@@ -405,6 +423,12 @@ pub fn standalone_engine(board: &Board) -> Result<Arc<Engine>, Error> {
     let factory: LinkFactory = Arc::new(move |client_id| LinkBuilder::new(client_id, router_tx.clone()));
     let hub = Arc::new(Hub::new(factory, BTreeMap::new(), None));
     let counters = Arc::new(Counters::default());
+    let dispatching = hub.clone();
+    tokio::spawn(async move {
+        if let Err(error) = dispatching.start_dispatch().await {
+            tracing::error!(%error, "no dispatch link");
+        }
+    });
     let sessions = &board.broker.sessions;
     let bounds = Bounds {
         inflight: usize::from(limits.max_inflight),
@@ -427,6 +451,7 @@ pub fn standalone_engine(board: &Board) -> Result<Arc<Engine>, Error> {
             max_keepalive_s: limits.max_keepalive_s,
             bounds,
         },
+        closing: Default::default(),
     }))
 }
 

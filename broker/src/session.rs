@@ -3,16 +3,16 @@
 //! packet ids. The engine owns all of it; the router only fans messages out to the session's
 //! link ([`crate::hub`]).
 //!
-//! The state is plain data behind one mutex, written to by two tasks: the session's router
-//! reader, which queues what the router forwards, and the connection that has the session,
-//! which sends from the queue and takes the client's acknowledgements, in any order the
-//! protocol allows. A persistent session (clean session 0) outlives its connection: its reader
-//! keeps queueing QoS 1 and 2 messages while the client is away, and the next connection with
-//! the same client id resumes it.
+//! The state is plain data behind one mutex, written to by two tasks: the hub's dispatcher,
+//! which queues every message that matches one of the session's subscriptions, and the
+//! connection that has the session, which sends from the queue and takes the client's
+//! acknowledgements, in any order the protocol allows. A persistent session (clean session 0)
+//! outlives its connection: QoS 1 and 2 messages are queued for it while the client is away,
+//! and the next connection with the same client id resumes it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 
 use crate::codec::{self, PUBREL};
 use crate::counters::Counters;
-use crate::hub::{self, Hub, Message, Received, RouterTx};
+use crate::hub::{self, Hub, Message, RouterTx};
 
 /// Bounds that every session has.
 #[derive(Debug, Clone, Copy)]
@@ -39,8 +39,10 @@ pub struct Session {
     hub: Arc<Hub>,
     pub client_id: String,
     pub persistent: bool,
-    /// The session's link into the router, for its publishes and subscriptions.
+    /// The session's link into the router, for its publishes.
     pub router: Mutex<RouterTx>,
+    /// Kept so that the router keeps the link; nothing is subscribed on it, so nothing arrives.
+    _rx: rumqttd::local::LinkRx,
     state: Mutex<State>,
     /// Wakes the connection that has the session when something is queued for it.
     pub wake: Notify,
@@ -54,7 +56,7 @@ pub struct Session {
 /// A subscription as granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Subscription {
-    /// The identifier the router tags this filter's messages with.
+    /// Numbers the session's subscriptions in the order they were made.
     pub id: usize,
     pub qos: u8,
 }
@@ -113,7 +115,7 @@ pub struct State {
 pub type Violation = &'static str;
 
 impl Session {
-    /// A new session with its own router link, whose reader task starts at once.
+    /// A new session with its own router link, registered with the hub's dispatcher.
     pub async fn open(
         hub: &Arc<Hub>,
         client_id: String,
@@ -122,28 +124,30 @@ impl Session {
         bounds: Bounds,
         state: State,
     ) -> Result<Arc<Session>, rumqttd::local::LinkError> {
-        let (mut tx, rx) = hub.link().await?;
-        let mut shared = Vec::new();
-        for (filter, subscription) in &state.subscriptions {
-            match hub::shared_filter(filter) {
-                Some((group, filter)) => shared.push((group.to_owned(), filter.to_owned(), subscription.qos)),
-                None => tx.subscribe(filter, subscription.id)?,
-            }
-        }
+        let (tx, rx) = hub.link().await?;
+        let shared: Vec<(String, String, u8)> = state
+            .subscriptions
+            .iter()
+            .filter_map(|(filter, subscription)| {
+                hub::shared_filter(filter)
+                    .map(|(group, filter)| (group.to_owned(), filter.to_owned(), subscription.qos))
+            })
+            .collect();
         let session = Arc::new(Session {
             hub: hub.clone(),
             client_id,
             persistent,
             router: Mutex::new(tx),
+            _rx: rx,
             state: Mutex::new(state),
             wake: Notify::new(),
             owner: AtomicU64::new(0),
             counters,
             bounds,
         });
-        tokio::spawn(read_router(Arc::downgrade(&session), rx));
+        hub.register(&session);
         for (group, filter, qos) in shared {
-            hub.join(&group, &filter, &session, qos).await?;
+            hub.join(&group, &filter, &session, qos);
         }
         Ok(session)
     }
@@ -188,16 +192,23 @@ impl Session {
         self.wake.notify_one();
     }
 
-    /// A message the router forwarded for subscription `id`.
-    fn forwarded(&self, message: Message, id: usize) {
-        let granted = {
+    /// Queues `message` once for each of the session's subscriptions it matches, each copy at
+    /// min(published, granted) (as Mosquitto does with `allow_duplicate_messages`, its 2.1
+    /// default; MQTT 3.1.1 section 3.3.5 allows either).
+    pub fn offer(&self, message: &Message) {
+        let Ok(topic) = std::str::from_utf8(&message.topic) else { return };
+        let granted: Vec<u8> = {
             let state = self.lock();
-            state.subscriptions.values().find(|subscription| subscription.id == id).map(|s| s.qos)
+            state
+                .subscriptions
+                .iter()
+                .filter(|(filter, _)| !filter.starts_with("$share/") && schema::acl::matches(filter, topic))
+                .map(|(_, subscription)| subscription.qos)
+                .collect()
         };
-        // Unsubscribed meanwhile: the router may still have had it in its buffer.
-        let Some(granted) = granted else { return };
-        let qos = message.qos.min(granted);
-        self.enqueue(Delivery { message, qos, retain: false });
+        for granted in granted {
+            self.enqueue(Delivery { message: message.clone(), qos: message.qos.min(granted), retain: false });
+        }
     }
 }
 
@@ -210,27 +221,6 @@ impl Drop for Session {
             if let Some((group, filter)) = hub::shared_filter(filter) {
                 self.hub.leave_gone(group, filter);
             }
-        }
-    }
-}
-
-/// Queues what the router forwards until the session is gone.
-async fn read_router(session: Weak<Session>, mut rx: rumqttd::local::LinkRx) {
-    loop {
-        let received = match hub::receive(&mut rx).await {
-            Ok(received) => received,
-            // The session dropped its link, or the router stopped.
-            Err(_) => return,
-        };
-        let Some(session) = session.upgrade() else { return };
-        match received {
-            Received::Message(message, id) => session.forwarded(message, id),
-            Received::Paused => {
-                if rx.wake().await.is_err() {
-                    return;
-                }
-            }
-            Received::Nothing => {}
         }
     }
 }

@@ -260,6 +260,10 @@ async fn check_resume(before: &Broker, after: &Broker) {
     let (mut subscriber, present) = Raw::connect(before, "keeper", false).await;
     assert!(!present);
     subscriber.subscribe("q", 2).await;
+    // The dispatcher hands each message to the sessions in the order they were made: once this
+    // later watcher has a message, the keeper's session has had it too.
+    let (mut watcher, _) = Raw::connect(before, "watcher", true).await;
+    watcher.subscribe("q", 0).await;
     let (mut publisher, _) = Raw::connect(before, "publisher", true).await;
     publisher.publish_acked("q", 2, false, 1, b"m1").await;
     publisher.publish_acked("q", 2, false, 2, b"m2").await;
@@ -273,6 +277,9 @@ async fn check_resume(before: &Broker, after: &Broker) {
     publisher.publish_acked("q", 1, false, 3, b"m3").await;
     publisher.publish_acked("q", 2, false, 4, b"m4").await;
     publisher.publish_acked("q", 0, false, 0, b"m5: QoS 0 is not kept for an absent client").await;
+    for _ in 0..5 {
+        watcher.next().await;
+    }
 
     let (mut subscriber, present) = Raw::connect(after, "keeper", false).await;
     assert!(present);
@@ -318,9 +325,16 @@ async fn a_session_queue_keeps_the_newest_messages_within_its_bound() {
     let (mut subscriber, _) = Raw::connect(&broker, "keeper", false).await;
     subscriber.subscribe("q", 1).await;
     subscriber.leave().await;
+    // The dispatcher hands each message to the sessions in the order they were made, so once
+    // this later watcher has all ten, the keeper's queue has had them too.
+    let (mut watcher, _) = Raw::connect(&broker, "watcher", true).await;
+    watcher.subscribe("q", 0).await;
     let (mut publisher, _) = Raw::connect(&broker, "publisher", true).await;
     for n in 0..10u8 {
         publisher.publish_acked("q", 1, false, u16::from(n) + 1, &[n]).await;
+    }
+    for n in 0..10u8 {
+        assert_eq!(watcher.next().await.publish(), (0, false, vec![n]));
     }
     let (mut subscriber, present) = Raw::connect(&broker, "keeper", false).await;
     assert!(present);
@@ -537,7 +551,8 @@ async fn mqtt_3_1_clients_are_served_like_3_1_1_ones() {
     let mut raw = Raw { stream };
     assert_eq!(raw.next().await, Packet { first: 0x20, body: vec![0, 0] });
     raw.subscribe("old/#", 2).await;
-    raw.publish_acked("old/x", 2, false, 5, b"3.1").await;
+    let (mut publisher, _) = Raw::connect(&broker, "publisher", true).await;
+    publisher.publish_acked("old/x", 2, false, 5, b"3.1").await;
     let message = raw.next().await;
     assert_eq!(message.publish(), (2, false, b"3.1".to_vec()));
 
