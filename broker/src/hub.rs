@@ -95,6 +95,8 @@ pub struct Hub {
     dispatch_tx: tokio::sync::Mutex<Option<RouterTx>>,
     /// Waiting for the dispatcher to see the flush marker.
     flushes: Mutex<Vec<tokio::sync::oneshot::Sender<()>>>,
+    /// Messages the router skipped before the dispatcher had them (see [`Hub::skipped`]).
+    lost: std::sync::atomic::AtomicU64,
 }
 
 /// The topic of [`Hub::flush`]'s marker: a `$` topic, which no client may publish to.
@@ -111,6 +113,7 @@ impl Hub {
             sessions: Mutex::new(Vec::new()),
             dispatch_tx: tokio::sync::Mutex::new(None),
             flushes: Mutex::new(Vec::new()),
+            lost: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -220,6 +223,22 @@ impl Hub {
             }
         }
         matches!(tokio::time::timeout(limit, seen).await, Ok(Ok(())))
+    }
+
+    /// The router skipped `count` messages for the dispatcher: it fell further behind than the
+    /// router's commit log holds (`segment_bytes * max_segments`). Counted and logged.
+    fn skipped(&self, count: u64) {
+        let total = self.lost.fetch_add(count, Ordering::Relaxed) + count;
+        tracing::warn!(
+            count,
+            total,
+            "the dispatcher fell behind the router's commit log; messages lost (raise broker.limits.segment_bytes or max_segments)"
+        );
+    }
+
+    /// Messages the router skipped before the dispatcher had them.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
     }
 
     /// Makes `session` one the dispatcher hands messages to.
@@ -335,6 +354,7 @@ impl SharedGroup {
 
 /// Hands every message the router forwards to the sessions, until the hub is gone.
 async fn dispatch(hub: Weak<Hub>, mut rx: LinkRx) {
+    let mut last: Option<u64> = None;
     loop {
         let received = match receive(&mut rx).await {
             Ok(received) => received,
@@ -344,13 +364,21 @@ async fn dispatch(hub: Weak<Hub>, mut rx: LinkRx) {
             }
         };
         match received {
-            Received::Message(message, _) => match hub.upgrade() {
+            Received::Message(message, _, offset) => match hub.upgrade() {
                 Some(hub) if message.topic == FLUSH => {
                     for done in hub.flushes.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
                         let _ = done.send(());
                     }
                 }
-                Some(hub) => hub.fan_out(&message),
+                Some(hub) => {
+                    if let (Some(previous), Some(offset)) = (last, offset)
+                        && offset > previous + 1
+                    {
+                        hub.skipped(offset - previous - 1);
+                    }
+                    last = offset.or(last);
+                    hub.fan_out(&message);
+                }
                 None => return,
             },
             Received::Paused => {
@@ -445,7 +473,9 @@ impl Drop for RouterTx {
 
 /// What a router link's receiving half yields that the engine cares about.
 pub enum Received {
-    Message(Message, usize),
+    /// A message, the identifier of the subscription it was forwarded for, and its absolute
+    /// offset in the router's commit log (consecutive unless the router skipped messages).
+    Message(Message, usize, Option<u64>),
     /// The router paused this link until it is woken (its buffer was full).
     Paused,
     /// Acknowledgements of the link's own packets, and anything else: nothing to do.
@@ -455,9 +485,9 @@ pub enum Received {
 /// Waits for the router's next notification.
 pub async fn receive(rx: &mut LinkRx) -> Result<Received, LinkError> {
     Ok(match rx.next().await? {
-        Some(Notification::Forward(forward)) => match unmark(forward) {
-            Some((message, subscription)) => Received::Message(message, subscription),
-            None => {
+        Some(Notification::Forward(forward)) => match (forward.cursor.map(|(_, offset)| offset), unmark(forward)) {
+            (offset, Some((message, subscription))) => Received::Message(message, subscription, offset),
+            (_, None) => {
                 tracing::warn!("the router forwarded a message without the engine's marks; dropped");
                 Received::Nothing
             }
@@ -496,11 +526,15 @@ mod tests {
 
     /// A hub on a real router, as the broker makes it.
     fn hub() -> Arc<Hub> {
+        hub_with_log(1 << 20, 4)
+    }
+
+    fn hub_with_log(segment: usize, segments: usize) -> Arc<Hub> {
         let config = rumqttd::RouterConfig {
             max_connections: 16,
             max_outgoing_packet_count: 200,
-            max_segment_size: 1 << 20,
-            max_segment_count: 4,
+            max_segment_size: segment,
+            max_segment_count: segments,
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
@@ -539,7 +573,7 @@ mod tests {
         hub.publish(&mut publisher, &message(0, 2, true)).unwrap();
         let mut tags = Vec::new();
         for _ in 0..2 {
-            let Received::Message(received, id) = next_message(&mut rx).await else { panic!("expected a message") };
+            let Received::Message(received, id, _) = next_message(&mut rx).await else { panic!("expected a message") };
             assert_eq!(received, message(0, 2, true));
             tags.push(id);
         }
@@ -552,7 +586,7 @@ mod tests {
         subscriber.subscribe("ٌhar/#", 10).unwrap();
         let odd = Message { topic: Bytes::from("ٌhar/x"), ..message(0, 0, false) };
         hub.publish(&mut publisher, &odd).unwrap();
-        let Received::Message(received, 10) = next_message(&mut rx).await else { panic!("expected the odd topic") };
+        let Received::Message(received, 10, _) = next_message(&mut rx).await else { panic!("expected the odd topic") };
         assert_eq!(received.topic, odd.topic);
 
         // 2000 messages while the subscriber takes none: the router hands a link at most 200 at
@@ -561,11 +595,13 @@ mod tests {
             hub.publish(&mut publisher, &message(n, 1, false)).unwrap();
         }
         let mut received = Vec::new();
+        let mut offsets = Vec::new();
         let mut pauses = 0;
         while received.len() < 2000 {
             match next_message(&mut rx).await {
-                Received::Message(message, id) => {
+                Received::Message(message, id, offset) => {
                     assert_eq!(id, 7);
+                    offsets.push(offset.unwrap());
                     received.push(u32::from_be_bytes(message.payload[..].try_into().unwrap()));
                 }
                 Received::Paused => {
@@ -577,6 +613,36 @@ mod tests {
         }
         assert_eq!(received, (1..=2000).collect::<Vec<_>>(), "in order, none lost, none twice");
         assert!(pauses >= 1, "the router pauses a link at 200 messages ({pauses} pauses)");
+        // Each forward carries its absolute offset in the commit log, one after the other: the
+        // dispatcher counts a gap as messages the router skipped.
+        assert!(offsets.windows(2).all(|pair| pair[1] == pair[0] + 1), "consecutive offsets");
+    }
+
+    // What the dispatcher counts as lost: a link paused with its buffer full while the commit
+    // log wraps is moved on to the log's head, and the offsets it then gets jump.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_link_that_falls_behind_the_commit_log_sees_the_offsets_jump() {
+        let hub = hub_with_log(4096, 2);
+        let (mut subscriber, mut rx) = hub.link().await.unwrap();
+        let (mut publisher, _publisher_rx) = hub.link().await.unwrap();
+        subscriber.subscribe("t/#", 1).unwrap();
+        // Nothing is read until all are published: the link is paused after 200 or so.
+        for n in 0..2000 {
+            hub.publish(&mut publisher, &message(n, 0, false)).unwrap();
+        }
+        let mut offsets = Vec::new();
+        while offsets.len() < 1000 {
+            match tokio::time::timeout(std::time::Duration::from_secs(2), receive(&mut rx)).await {
+                Ok(Ok(Received::Message(_, _, offset))) => offsets.push(offset.unwrap()),
+                Ok(Ok(Received::Paused)) => rx.wake().await.unwrap(),
+                Ok(Ok(Received::Nothing)) => {}
+                // Caught up: everything the log still held has come.
+                _ => break,
+            }
+        }
+        let skipped: u64 = offsets.windows(2).map(|pair| pair[1] - pair[0] - 1).sum();
+        assert!(skipped > 0, "the offsets jumped where the router skipped messages");
+        assert_eq!(offsets.len() as u64 + skipped, offsets.last().unwrap() - offsets[0] + 1);
     }
 
     #[test]

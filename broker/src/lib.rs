@@ -297,6 +297,8 @@ pub async fn run(
     }
     let session_drops = counters.clone();
     dropped.push(Box::new(move || session_drops.dropped.load(std::sync::atomic::Ordering::Relaxed)));
+    let skipped = hub.clone();
+    dropped.push(Box::new(move || skipped.lost()));
     let mut uplink_queue: Box<dyn Fn() -> u64 + Send + Sync> = Box::new(|| 0);
     let mut uplink_connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut uplink_task = None;
@@ -590,8 +592,8 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../boards/sim.toml");
         let router = router_config(&Board::load(&path).unwrap());
         assert_eq!(router.max_connections, 64 + 64 + ROUTER_SLACK);
-        assert_eq!(router.max_segment_size, 262_144);
-        assert_eq!(router.max_segment_count, 4);
+        assert_eq!(router.max_segment_size, 1_048_576);
+        assert_eq!(router.max_segment_count, 8);
         assert!(router.initialized_filters.is_none() && router.custom_segment.is_none());
 
         let router = router_config(&board(

@@ -251,7 +251,7 @@ impl Uplink {
             }
             let event = tokio::select! {
                 received = hub::receive(&mut self.rx) => match received {
-                    Ok(Received::Message(message, _)) => Some(Ok(message)),
+                    Ok(Received::Message(message, _, _)) => Some(Ok(message)),
                     Ok(Received::Paused) => {
                         let _ = self.rx.wake().await;
                         None
