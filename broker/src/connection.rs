@@ -73,6 +73,24 @@ pub struct Settings {
     pub bounds: Bounds,
 }
 
+impl Settings {
+    pub fn from_board(board: &board::Board) -> Settings {
+        let limits = &board.broker.limits;
+        let sessions = &board.broker.sessions;
+        Settings {
+            max_connections: limits.max_connections,
+            max_packet_bytes: limits.max_payload_bytes,
+            connect_timeout: Duration::from_millis(limits.connect_timeout_ms),
+            max_keepalive_s: limits.max_keepalive_s,
+            bounds: Bounds {
+                inflight: usize::from(limits.max_inflight),
+                queued: sessions.max_queued,
+                queued_bytes: sessions.max_queued_bytes,
+            },
+        }
+    }
+}
+
 /// Where a connection came in.
 #[derive(Debug, Clone)]
 pub struct Door {

@@ -50,7 +50,6 @@ use local::{HealthSources, Internal};
 use policy::{Policy, PolicyError};
 use registry::{Registry, SessionLimits};
 use retained::RetainedStore;
-use session::Bounds;
 
 /// The substring of the readiness line that scripts and tests wait for.
 pub const READY: &str = "busgate broker ready";
@@ -247,14 +246,8 @@ pub async fn run(
         return Err(Error::Internal(format!("the dispatch link: {error}")));
     }
     let sessions = &board.broker.sessions;
-    let bounds = Bounds {
-        inflight: usize::from(limits.max_inflight),
-        queued: sessions.max_queued,
-        queued_bytes: sessions.max_queued_bytes,
-    };
-    let session_limits =
-        SessionLimits { max_sessions: sessions.max_sessions, expiry: Duration::from_secs(sessions.expiry_s) };
-    let registry = Registry::new(session_limits, bounds, counters.clone());
+    let settings = Settings::from_board(board);
+    let registry = registry(board, settings, counters.clone());
     let session_file = board.broker.retained.enabled.then(|| session_path(&board.broker.retained.path));
     if let Some(path) = &session_file
         && let Err(error) = restore_sessions(&hub, &registry, path).await
@@ -269,13 +262,7 @@ pub async fn run(
         policy: policy_rx,
         counters: counters.clone(),
         journal: journal.as_ref().map(Journal::sender),
-        settings: Settings {
-            max_connections: limits.max_connections,
-            max_packet_bytes: limits.max_payload_bytes,
-            connect_timeout: Duration::from_millis(limits.connect_timeout_ms),
-            max_keepalive_s: limits.max_keepalive_s,
-            bounds,
-        },
+        settings,
         closing: Default::default(),
     });
 
@@ -420,7 +407,6 @@ pub async fn run(
 /// inside a Tokio runtime.
 #[doc(hidden)]
 pub fn standalone_engine(board: &Board) -> Result<Arc<Engine>, Error> {
-    let limits = &board.broker.limits;
     let router_tx = Router::new(0, router_config(board)).spawn();
     let factory: LinkFactory = Arc::new(move |client_id| LinkBuilder::new(client_id, router_tx.clone()));
     let hub = Arc::new(Hub::new(factory, BTreeMap::new(), None));
@@ -431,30 +417,24 @@ pub fn standalone_engine(board: &Board) -> Result<Arc<Engine>, Error> {
             tracing::error!(%error, "no dispatch link");
         }
     });
-    let sessions = &board.broker.sessions;
-    let bounds = Bounds {
-        inflight: usize::from(limits.max_inflight),
-        queued: sessions.max_queued,
-        queued_bytes: sessions.max_queued_bytes,
-    };
-    let session_limits =
-        SessionLimits { max_sessions: sessions.max_sessions, expiry: Duration::from_secs(sessions.expiry_s) };
     let (_, policy) = watch::channel(Arc::new(Policy::from_board(board)?));
+    let settings = Settings::from_board(board);
     Ok(Arc::new(Engine {
         hub,
-        registry: Registry::new(session_limits, bounds, counters.clone()),
+        registry: registry(board, settings, counters.clone()),
         policy,
         counters,
         journal: None,
-        settings: Settings {
-            max_connections: limits.max_connections,
-            max_packet_bytes: limits.max_payload_bytes,
-            connect_timeout: Duration::from_millis(limits.connect_timeout_ms),
-            max_keepalive_s: limits.max_keepalive_s,
-            bounds,
-        },
+        settings,
         closing: Default::default(),
     }))
+}
+
+/// The sessions' registry, with the board's bounds.
+fn registry(board: &Board, settings: Settings, counters: Arc<Counters>) -> Registry {
+    let sessions = &board.broker.sessions;
+    let limits = SessionLimits { max_sessions: sessions.max_sessions, expiry: Duration::from_secs(sessions.expiry_s) };
+    Registry::new(limits, settings.bounds, counters)
 }
 
 /// The session file beside the retained store.
