@@ -572,7 +572,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../boards/sim.toml");
         let router = router_config(&Board::load(&path).unwrap());
         assert_eq!(router.max_connections, 64 + 64 + ROUTER_SLACK);
-        assert_eq!(router.max_segment_size, 1_048_576);
+        assert_eq!(router.max_segment_size, 262_144);
         assert_eq!(router.max_segment_count, 8);
         assert!(router.initialized_filters.is_none() && router.custom_segment.is_none());
 

@@ -269,7 +269,7 @@ impl Default for LimitsSection {
             max_payload_bytes: at(64 * 1024),
             connect_timeout_ms: Spanned::new(0..0, 5_000),
             max_inflight: Spanned::new(0..0, 100),
-            segment_bytes: at(1024 * 1024),
+            segment_bytes: at(256 * 1024),
             max_segments: at(8),
             max_keepalive_s: Spanned::new(0..0, 3_600),
         }

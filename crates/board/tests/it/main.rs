@@ -85,8 +85,9 @@ fn deploy_section_may_name_a_linker() {
 fn defaults_are_safe() {
     let board = Board::parse(MINIMAL, Path::new("x.toml")).unwrap();
     assert_eq!(board.broker.listeners[0].address.to_string(), "127.0.0.1:1883");
-    // The router keeps this much for each of its few filters (the dispatcher's, the uplink's).
-    assert!(board.broker.limits.segment_bytes * board.broker.limits.max_segments <= 8 * 1024 * 1024);
+    // The router keeps this much for each of its few filters (the dispatcher's, the uplink's),
+    // and about a kilobyte per message besides.
+    assert!(board.broker.limits.segment_bytes * board.broker.limits.max_segments <= 2 * 1024 * 1024);
     assert!(!board.broker.journal.enabled);
     assert_eq!(board.devices[0].poll_ms, 1000);
 }
