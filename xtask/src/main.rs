@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
 
@@ -91,6 +92,30 @@ pub fn load_board(name: &str) -> anyhow::Result<board::Board> {
     Ok(board::Board::load(&path)?)
 }
 
+/// Cargo's target directory for the workspace, as cargo resolves it (`CARGO_TARGET_DIR`,
+/// `build.target-dir` in a config file, or `target/`), asked once.
+pub fn target_dir() -> anyhow::Result<PathBuf> {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(dir) = DIR.get() {
+        return Ok(dir.clone());
+    }
+    let dir = target_dir_of(cargo())?;
+    Ok(DIR.get_or_init(|| dir).clone())
+}
+
+/// The `target_directory` that `cargo metadata` reports, run as `cargo` is set up.
+fn target_dir_of(mut cargo: Command) -> anyhow::Result<PathBuf> {
+    cargo.args(["metadata", "--format-version", "1", "--no-deps"]);
+    let output = cargo.output().context("running cargo metadata")?;
+    if !output.status.success() {
+        bail!("cargo metadata failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("reading cargo metadata's output")?;
+    let dir = metadata["target_directory"].as_str().context("cargo metadata gave no target_directory")?;
+    Ok(PathBuf::from(dir))
+}
+
 /// `cargo` as the one running us.
 pub fn cargo() -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
@@ -147,4 +172,37 @@ fn python_tests() -> anyhow::Result<()> {
     let mut pytest = Command::new("python3");
     pytest.current_dir(root()).args(["-m", "pytest", "-q", "python/tests", "examples/python"]);
     run_step(pytest, "pytest python/tests examples/python")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+
+    /// `cargo()` without the variables that move the target directory.
+    fn plain_cargo() -> Command {
+        let mut command = cargo();
+        command.env_remove("CARGO_TARGET_DIR").env_remove("CARGO_BUILD_TARGET_DIR");
+        command
+    }
+
+    #[test]
+    fn target_dir_is_targets_by_default() {
+        assert_eq!(target_dir_of(plain_cargo()).unwrap(), root().join("target"));
+    }
+
+    #[test]
+    fn target_dir_follows_cargo_target_dir() {
+        let mut command = plain_cargo();
+        command.env("CARGO_TARGET_DIR", "/tmp/busgate-elsewhere");
+        assert_eq!(target_dir_of(command).unwrap(), Path::new("/tmp/busgate-elsewhere"));
+    }
+
+    #[test]
+    fn target_dir_follows_build_target_dir() {
+        let mut command = plain_cargo();
+        command.args(["--config", "build.target-dir=\"/tmp/busgate-configured\""]);
+        assert_eq!(target_dir_of(command).unwrap(), Path::new("/tmp/busgate-configured"));
+    }
 }
