@@ -6,7 +6,7 @@
 //! - `cargo xtask deploy --board NAME [--host user@host]`: package, install over ssh, restart.
 //! - `cargo xtask new-driver NAME --bus i2c|spi`: a new driver crate, registered and tested.
 //! - `cargo xtask ci`: what CI runs: format check, clippy with warnings denied, all tests, and
-//!   `cargo xtask cross` (the aarch64 build, its gateway run under qemu-user).
+//!   `cargo xtask cross` (the aarch64 and armv7 builds, their gateways run under qemu-user).
 //! - `cargo xtask bench`: throughput, CPU and memory of the gateway and broker.
 
 use std::path::{Path, PathBuf};
@@ -54,8 +54,11 @@ Commands:
         readings live, stop everything on Ctrl-C. --mock simulates every bus.
   build --board NAME [--release]
         Build the broker and the board's gateways for the board's target triple (from its board
-        file) with the right linker, strip them and print their sizes. RUSTC=/usr/bin/rustc
-        selects Debian's toolchain; it is chosen by itself when the default one lacks the target.
+        file) with the right linker, strip them and print their sizes (they go to
+        busgate/NAME/PROFILE in cargo's target directory). It first checks the cross C compiler,
+        the target's C library and Rust standard library, and names the package that is missing.
+        RUSTC=/usr/bin/rustc selects Debian's toolchain; it is chosen by itself when the default
+        one lacks the target.
         Here and below, --board takes a name from boards/ or the path of a board file.
   package --board NAME [--debug]
         Build in release (or debug) and pack target/busgate/NAME/busgate-NAME-VERSION.tar.gz:
@@ -70,10 +73,12 @@ Commands:
         simulated chip, tests), register it in the bus's gateway and ARCHITECTURE.md, and run
         its tests. docs/adding-a-driver.md says what to fill in.
   ci    Format check, clippy with warnings denied, every Rust test, the Python test kit's
-        tests with the example test apps, and the aarch64 build with its I2C gateway run under
-        qemu-user on the simulated board: what CI runs.
-  cross The aarch64 part of ci alone: build the rpi4 board's binaries (debug) and run its I2C
-        gateway under qemu-aarch64 with --mock until a reading reaches a native broker.
+        tests with the example test apps, and the aarch64 and armv7 builds with their I2C
+        gateways run under qemu-user on the simulated board: what CI runs.
+  cross The cross part of ci alone: build the binaries of rpi4 (aarch64) and beaglebone
+        (armv7) (debug) and run each one's I2C gateway under qemu-user with --mock until a
+        reading reaches a native broker. Without the cross tools it says what to install and
+        skips, unless BUSGATE_REQUIRE_CROSS is set.
   bench Throughput, CPU and memory of the gateway and broker (release builds), as a table.
 ";
 
