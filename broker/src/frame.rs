@@ -51,7 +51,7 @@ pub enum Violation {
 /// What a valid frame is, with what the gate needs from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    /// CONNECT of MQTT 3.1.1 (protocol level 4).
+    /// CONNECT of MQTT 3.1.1 (protocol level 4) or MQTT 3.1 (level 3).
     Connect,
     /// CONNECT with the right protocol name but another level, which gets CONNACK code 1.
     OtherLevel(u8),
@@ -156,7 +156,8 @@ fn connect(reader: &mut Reader<'_>) -> Result<Frame, Violation> {
         return Err(Violation::ProtocolName(name.to_owned()));
     }
     let level = reader.byte()?;
-    if level != 4 || name != "MQTT" {
+    // MQTT 3.1.1 is level 4 named MQTT; MQTT 3.1 is level 3 named MQIsdp, with the same layout.
+    if !matches!((name, level), ("MQTT", 4) | ("MQIsdp", 3)) {
         // Anything after the level may follow another version's rules.
         reader.bytes = &[];
         return Ok(Frame::OtherLevel(level));
@@ -257,6 +258,8 @@ mod tests {
         check_hex("a2 05 0001 0001 23", Ok(Some(Frame::Unsubscribe)));
         check_hex("c0 00", Ok(Some(Frame::Other)));
         check_hex("10 07 0004 4d515454 05", Ok(Some(Frame::OtherLevel(5))));
+        check_hex("10 0e 0006 4d5149736470 03 02 003c 0000", Ok(Some(Frame::Connect)));
+        check_hex("10 09 0006 4d5149736470 04", Ok(Some(Frame::OtherLevel(4))));
     }
 
     #[test]

@@ -1,71 +1,69 @@
-//! The board's MQTT broker: rumqttd configured from the board file, plus the message journal.
+//! The board's MQTT broker: rumqttd's router, with busgate's own connection engine in front of
+//! it, configured from the board file.
 //!
-//! [`rumqttd_config`] turns the board's `[broker]` section into a rumqttd configuration with
-//! small, explicit limits. [`run`] starts rumqttd's router and one MQTT 3.1.1 server per listener,
-//! waits until every listener really accepts MQTT connections, prints the readiness line, and
-//! stops cleanly when the shutdown future resolves.
-//!
-//! rumqttd is used through its `Router` and `Server` rather than its `Broker` wrapper, for two
-//! reasons. A server that cannot bind its address only logs an error inside `Broker::start`,
-//! while `Server::start` returns it to us. And a server takes the MQTT codec as a parameter,
-//! which lets [`tap`] see every PUBLISH exactly as the client sent it, QoS and retain flag
-//! included, for the journal (see [`journal`] for why the router's own view is not enough).
-//!
-//! Around rumqttd: [`front`] accepts every listener's clients (TLS in [`tls`]) and relays them to
-//! rumqttd; [`gate`] checks every packet (strict frames in [`frame`], logins and access rules in
-//! [`policy`]); [`retained`] keeps retained messages across restarts; [`uplink`] forwards to an
-//! upstream broker; [`local`] publishes the broker's own health. ARCHITECTURE.md tells why.
+//! [`run`] binds every listener itself ([`listen`]: TCP, TLS, Unix sockets) and serves each
+//! client with a connection task ([`connection`]) that owns the MQTT session as the client sees
+//! it ([`session`], [`registry`]): the strict frame check ([`frame`], [`codec`]), logins and
+//! access rules ([`policy`]), QoS 1 and 2 in both directions, persistent sessions kept across
+//! restarts ([`persist`]), and the will. rumqttd's router carries the messages, at QoS 0, from
+//! the sessions' links to the engine's dispatcher, which hands them to the sessions ([`hub`]). Around it: the journal ([`journal`]), the retained store
+//! ([`retained`]), the uplink ([`uplink`]) and the broker's health ([`local`]).
+//! ARCHITECTURE.md tells why.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use board::{Board, JournalOutput};
-use rumqttd::{ConnectionSettings, LinkType, Router, RouterConfig, Server, ServerSettings};
-use tokio::sync::mpsc;
+use rumqttd::local::LinkBuilder;
+use rumqttd::{Router, RouterConfig};
+use tokio::sync::{mpsc, watch};
 
+pub mod codec;
+pub mod connection;
+pub mod counters;
 pub mod frame;
-pub mod front;
-pub mod gate;
+pub mod hub;
 pub mod journal;
+pub mod listen;
 pub mod local;
+pub mod log;
+pub mod persist;
 pub mod policy;
-mod ready;
+pub mod registry;
 pub mod retained;
-pub mod tap;
+pub mod session;
 pub mod tls;
 pub mod uplink;
 
-use gate::{Admission, Counters, Gate};
+use connection::{Engine, Settings};
+use counters::Counters;
+use hub::{Hub, LinkFactory};
 use journal::Journal;
 use local::{HealthSources, Internal};
 use policy::{Policy, PolicyError};
+use registry::{Registry, SessionLimits};
 use retained::RetainedStore;
-use rumqttd::local::LinkBuilder;
-use tap::Tap;
+use session::Bounds;
 
 /// The substring of the readiness line that scripts and tests wait for.
 pub const READY: &str = "busgate broker ready";
 
-/// How long the listeners have to accept an MQTT connection after start.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// QoS 0 messages the router hands to one subscriber per pass. rumqttd also pauses a subscriber
-/// whose outgoing buffer holds 200 notifications, so a slow client cannot hold more than that.
-const MAX_OUTGOING_PACKET_COUNT: u64 = 200;
-
-/// Connections the router has room for beyond the board's limit (see [`rumqttd_config`]).
+/// Connections the router has room for beyond the engine's own (the broker's health and
+/// uplink links, and links still being taken down).
 const ROUTER_SLACK: usize = 16;
 
-/// Pause after accepting a TCP connection: at most about a thousand new connections a second,
-/// so a crowd of reconnecting clients cannot starve the router.
-const NEXT_CONNECTION_DELAY_MS: u64 = 1;
+/// How long stopping waits for the connections to end, and then for the dispatcher.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
+
+/// How often the session file is written while sessions change, and sessions expire.
+const SESSION_TICK: Duration = Duration::from_secs(2);
 
 /// Why the broker could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -74,8 +72,10 @@ pub enum Error {
     Bind { name: String, address: SocketAddr, error: io::Error },
     #[error("listener {name:?} on {address} stopped: {message}")]
     ListenerStopped { name: String, address: SocketAddr, message: String },
-    #[error("listener {name:?} on {address} did not accept MQTT connections within {timeout:?}: {reason}")]
-    NotReady { name: String, address: SocketAddr, timeout: Duration, reason: String },
+    #[error("socket {name:?}: cannot listen on {}: {error}", path.display())]
+    BindUnix { name: String, path: PathBuf, error: io::Error },
+    #[error("the session file: {0}")]
+    Sessions(String),
     #[error("journal file {}: {error}", path.display())]
     JournalFile { path: PathBuf, error: io::Error },
     #[error("cannot start the journal writer thread: {0}")]
@@ -92,8 +92,6 @@ pub enum Error {
     Internal(String),
     #[error("listener {name:?}: {error}")]
     Tls { name: String, error: tls::TlsError },
-    #[error("no random numbers from the operating system: {0}")]
-    Random(io::Error),
 }
 
 /// Where `--journal` sends the journal, overriding the board file.
@@ -159,72 +157,24 @@ impl Overrides {
     }
 }
 
-/// The rumqttd configuration for a board: one MQTT 3.1.1 server per listener, named after it,
-/// and the board's limits.
-///
-/// MQTT 5 is not served: rumqttd needs a separate port for it, which the board file does not
-/// describe yet. Nothing else is configured (no console, metrics, bridge or cluster), so nothing
-/// listens except the board's listeners.
-pub fn rumqttd_config(board: &Board) -> rumqttd::Config {
+/// The router's configuration for a board. The router serves no socket: the engine's links are
+/// its only connections, at most one per connection and persistent session.
+pub fn router_config(board: &Board) -> RouterConfig {
     let limits = &board.broker.limits;
-    let connections = ConnectionSettings {
-        // rumqttd keeps this in a u16; the board allows up to ten minutes, which saturates at
-        // about 65 seconds.
-        connection_timeout_ms: u16::try_from(limits.connect_timeout_ms).unwrap_or(u16::MAX),
-        // rumqttd checks the packet's remaining length (topic, packet id and payload) against
-        // this, so the largest payload is a little smaller: max_payload_bytes minus the topic
-        // length and 4 bytes.
-        max_payload_size: limits.max_payload_bytes,
-        // In rumqttd 0.20 this bounds how many packets are read from one client before they are
-        // handed to the router; the QoS 1/2 messages in flight to a client are fixed at 100.
-        max_inflight_count: usize::from(limits.max_inflight),
-        // Per-listener authentication will go here (a later issue).
-        auth: None,
-        external_auth: None,
-        // Without subscribers a publish is simply not stored; with dynamic filters rumqttd
-        // would keep a commit log per published topic.
-        dynamic_filters: false,
-    };
-    let servers = board
-        .broker
-        .listeners
-        .iter()
-        .map(|listener| {
-            let settings = ServerSettings {
-                name: listener.name.clone(),
-                listen: listener.address,
-                tls: None,
-                next_connection_delay_ms: NEXT_CONNECTION_DELAY_MS,
-                connections: connections.clone(),
-            };
-            (listener.name.clone(), settings)
-        })
-        .collect::<HashMap<_, _>>();
-    rumqttd::Config {
-        id: 0,
-        router: RouterConfig {
-            // The gate refuses clients beyond the board's limit with a CONNACK; the router's
-            // own limit (which leaves a client waiting) is kept out of the way, with room for
-            // connections the router has not forgotten yet.
-            max_connections: limits.max_connections + ROUTER_SLACK,
-            max_outgoing_packet_count: MAX_OUTGOING_PACKET_COUNT,
-            // Each subscribed filter keeps a commit log of at most max_segment_count segments
-            // plus the one being filled, each closed once it holds max_segment_size bytes of
-            // topics and payloads. rumqttd's sample config allows 100 MB x 10 per filter.
-            max_segment_size: limits.segment_bytes,
-            max_segment_count: limits.max_segments,
-            custom_segment: None,
-            initialized_filters: None,
-            shared_subscriptions_strategy: Default::default(),
-        },
-        v4: Some(servers),
-        v5: None,
-        ws: None,
-        cluster: None,
-        console: None,
-        bridge: None,
-        prometheus: None,
-        metrics: None,
+    RouterConfig {
+        max_connections: limits.max_connections + board.broker.sessions.max_sessions + ROUTER_SLACK,
+        // The engine's links subscribe at QoS 0; the router hands a link this many messages per
+        // pass and pauses it at 200 until the engine has taken them (see [`hub`]).
+        max_outgoing_packet_count: 200,
+        // Each filter on the router (the dispatcher's, and the uplink's) keeps a commit log of at
+        // most max_segment_count segments plus the one being filled, each closed once it holds
+        // max_segment_size bytes of topics and payloads. The dispatcher drains it at once into
+        // the sessions' bounded queues, so the log is only a short buffer.
+        max_segment_size: limits.segment_bytes,
+        max_segment_count: limits.max_segments,
+        custom_segment: None,
+        initialized_filters: None,
+        shared_subscriptions_strategy: Default::default(),
     }
 }
 
@@ -242,54 +192,98 @@ pub fn shutdown_signal() -> Result<impl Future<Output = ()>, Error> {
     })
 }
 
-/// Runs the broker for `board` until `shutdown` resolves, then flushes the journal.
+/// Runs the broker for `board` until `shutdown` resolves, then writes the session file and
+/// flushes the journal. `reload` yields new identities and access rules (SIGHUP in `main`).
 ///
-/// Once every listener accepts MQTT connections, prints one line to stderr:
+/// Once every listener is bound and the router runs, prints one line to stderr:
 /// `busgate broker ready: board=NAME listeners=NAME@ADDRESS[,...] journal=off|stdout|PATH`.
-pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-    let config = rumqttd_config(board);
-    let listeners = &board.broker.listeners;
-
-    // Every listener's socket is bound here, so a busy port is an error before anything starts,
-    // and served by the front (see [`front`]), which relays to a rumqttd server on an internal
-    // loopback port.
-    let mut fronts = HashMap::new();
-    let preamble = front::preamble().map_err(Error::Random)?;
-    for listener in listeners {
+pub async fn run(
+    board: &Board,
+    shutdown: impl Future<Output = ()>,
+    mut reload: mpsc::Receiver<Policy>,
+) -> Result<(), Error> {
+    let limits = &board.broker.limits;
+    // Every socket is bound first, so a busy port is an error before anything starts.
+    let mut tcp = Vec::new();
+    for listener in &board.broker.listeners {
         let bind_error = |error| Error::Bind { name: listener.name.clone(), address: listener.address, error };
-        let bound = std::net::TcpListener::bind(listener.address).map_err(bind_error)?;
         let acceptor = match &listener.tls {
             Some(settings) => {
                 Some(tls::acceptor(settings).map_err(|error| Error::Tls { name: listener.name.clone(), error })?)
             }
             None => None,
         };
-        bound.set_nonblocking(true).map_err(bind_error)?;
-        let socket = tokio::net::TcpListener::from_std(bound).map_err(bind_error)?;
-        // The internal server's port: free a moment ago, on loopback.
-        let internal = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
-            .and_then(|probe| probe.local_addr())
-            .map_err(bind_error)?;
-        fronts.insert(listener.name.clone(), (socket, acceptor, internal));
+        let socket = tokio::net::TcpListener::bind(listener.address).await.map_err(bind_error)?;
+        tcp.push((listener, socket, acceptor));
+    }
+    let mut unix = Vec::new();
+    for socket in &board.broker.sockets {
+        let bind_error = |error| Error::BindUnix { name: socket.name.clone(), path: socket.path.clone(), error };
+        let bound = listen::bind_unix(&socket.path, socket.mode).map_err(bind_error)?;
+        unix.push((socket, tokio::net::UnixListener::from_std(bound).map_err(bind_error)?));
     }
 
-    let journal = if board.broker.journal.enabled {
-        Some(Journal::start(&board.broker.journal, &board.broker.limits)?)
-    } else {
-        None
-    };
-    let tap = Tap::new(journal.as_ref().map(Journal::sender));
-    let policy = Arc::new(Policy::from_board(board)?);
+    let journal =
+        if board.broker.journal.enabled { Some(Journal::start(&board.broker.journal, limits)?) } else { None };
+    let policy = Policy::from_board(board)?;
     let counters = Arc::new(Counters::default());
-
-    let router_tx = Router::new(config.id, config.router.clone()).spawn();
-    let mut internal =
-        Internal::connect(LinkBuilder::new(local::CLIENT_ID, router_tx.clone())).await.map_err(Error::Internal)?;
-    let retained = match start_retained(&board.broker.retained, &mut internal).await {
+    let retained = match start_retained(&board.broker.retained) {
         Ok(retained) => retained,
         Err(error) => {
             close(journal, None);
             return Err(error);
+        }
+    };
+    let (store, kept) = match retained {
+        Some((store, kept)) => (Some(store), kept),
+        None => (None, BTreeMap::new()),
+    };
+
+    let router_tx = Router::new(0, router_config(board)).spawn();
+    let factory: LinkFactory = Arc::new(move |client_id| LinkBuilder::new(client_id, router_tx.clone()));
+    let hub = Arc::new(Hub::new(factory, kept, store.as_ref().map(RetainedStore::sender)));
+    if let Err(error) = hub.start_dispatch().await {
+        close(journal, store);
+        return Err(Error::Internal(format!("the dispatch link: {error}")));
+    }
+    let sessions = &board.broker.sessions;
+    let bounds = Bounds {
+        inflight: usize::from(limits.max_inflight),
+        queued: sessions.max_queued,
+        queued_bytes: sessions.max_queued_bytes,
+    };
+    let session_limits =
+        SessionLimits { max_sessions: sessions.max_sessions, expiry: Duration::from_secs(sessions.expiry_s) };
+    let registry = Registry::new(session_limits, bounds, counters.clone());
+    let session_file = board.broker.retained.enabled.then(|| session_path(&board.broker.retained.path));
+    if let Some(path) = &session_file
+        && let Err(error) = restore_sessions(&hub, &registry, path).await
+    {
+        close(journal, store);
+        return Err(error);
+    }
+    let (policy_tx, policy_rx) = watch::channel(Arc::new(policy));
+    let engine = Arc::new(Engine {
+        hub: hub.clone(),
+        registry,
+        policy: policy_rx,
+        counters: counters.clone(),
+        journal: journal.as_ref().map(Journal::sender),
+        settings: Settings {
+            max_connections: limits.max_connections,
+            max_packet_bytes: limits.max_payload_bytes,
+            connect_timeout: Duration::from_millis(limits.connect_timeout_ms),
+            max_keepalive_s: limits.max_keepalive_s,
+            bounds,
+        },
+        closing: Default::default(),
+    });
+
+    let internal = match Internal::connect(hub.clone()).await {
+        Ok(internal) => internal,
+        Err(error) => {
+            close(journal, store);
+            return Err(Error::Internal(error));
         }
     };
     let mut dropped: Vec<Box<dyn Fn() -> u64 + Send + Sync>> = Vec::new();
@@ -297,10 +291,12 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
         let sender = journal.sender();
         dropped.push(Box::new(move || sender.dropped()));
     }
-    if let Some(store) = &retained {
+    if let Some(store) = &store {
         let counter = store.sender().dropped;
         dropped.push(Box::new(move || counter.load(std::sync::atomic::Ordering::Relaxed)));
     }
+    let session_drops = counters.clone();
+    dropped.push(Box::new(move || session_drops.dropped.load(std::sync::atomic::Ordering::Relaxed)));
     let mut uplink_queue: Box<dyn Fn() -> u64 + Send + Sync> = Box::new(|| 0);
     let mut uplink_connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut uplink_task = None;
@@ -308,7 +304,7 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
         let queue = match uplink::Queue::open(settings.queue_path.clone(), settings.max_queue_bytes) {
             Ok(queue) => queue,
             Err(error) => {
-                close(journal, retained);
+                close(journal, store);
                 let path = settings.queue_path.display();
                 return Err(Error::Internal(format!("the uplink queue {path}: {error}")));
             }
@@ -316,14 +312,13 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
         let (depth, queue_dropped) = (queue.depth.clone(), queue.dropped.clone());
         uplink_queue = Box::new(move || depth.load(std::sync::atomic::Ordering::Relaxed));
         dropped.push(Box::new(move || queue_dropped.load(std::sync::atomic::Ordering::Relaxed)));
-        let builder = LinkBuilder::new(uplink::CLIENT_ID, router_tx.clone());
-        match uplink::Uplink::start(builder, settings.clone(), queue).await {
+        match uplink::Uplink::start(hub.clone(), settings.clone(), queue).await {
             Ok(uplink) => {
                 uplink_connected = uplink.connected.clone();
                 uplink_task = Some(tokio::spawn(uplink.run()));
             }
             Err(error) => {
-                close(journal, retained);
+                close(journal, store);
                 return Err(Error::Internal(format!("the uplink: {error}")));
             }
         }
@@ -338,88 +333,190 @@ pub async fn run(board: &Board, shutdown: impl Future<Output = ()>) -> Result<()
     let interval = Duration::from_secs(board.broker.health_interval_s);
     let health = tokio::spawn(local::publish_health(internal, sources, interval));
 
-    let servers = config.v4.unwrap_or_default();
+    let pending = Arc::new(listen::Pending::default());
+    // Room for a crowd of clients reconnecting at once, but not for a flood.
+    let max_pending = limits.max_connections * 2 + 16;
     let (stopped_tx, mut stopped) = mpsc::unbounded_channel();
-    let mut probes = Vec::new();
-    for listener in listeners {
-        let Some(settings) = servers.get(&listener.name) else { continue };
-        let mut settings = settings.clone();
-        let front = fronts.remove(&listener.name);
-        let mut probe = ready::Probe { name: listener.name.clone(), address: listener.address, preamble: None };
-        if let Some((socket, acceptor, internal)) = front {
-            settings.listen = internal;
-            // A plain listener is probed through the front; a TLS one at its internal server.
-            if acceptor.is_some() {
-                probe.address = internal;
-                probe.preamble = Some(preamble.clone());
-            }
-            let handshake = Duration::from_millis(board.broker.limits.connect_timeout_ms);
-            let stopped_tx = stopped_tx.clone();
-            let (name, address, preamble) = (listener.name.clone(), listener.address, preamble.clone());
-            tokio::spawn(async move {
-                let error = front::serve(socket, acceptor, internal, preamble, handshake).await;
-                let _ = stopped_tx.send(Error::ListenerStopped { name, address, message: error.to_string() });
-            });
-        }
-        probes.push(probe);
-        let admission = Admission {
-            listener: listener.name.clone(),
+    let mut tasks = Vec::new();
+    for (listener, socket, acceptor) in tcp {
+        let door = listen::Listener {
+            name: Arc::from(listener.name.as_str()),
             anonymous: listener.anonymous,
-            max_keepalive_s: board.broker.limits.max_keepalive_s,
-            max_connections: board.broker.limits.max_connections,
-            policy: policy.clone(),
-            counters: counters.clone(),
-            retained: retained.as_ref().map(RetainedStore::sender),
-            preamble: Some(preamble.clone()),
+            engine: engine.clone(),
+            pending: pending.clone(),
+            max_pending,
         };
-        let codec = tap.wrap(Gate::new(rumqttd::protocol::v4::V4, admission));
-        let mut server = Server::new(settings, router_tx.clone(), codec);
         let stopped_tx = stopped_tx.clone();
         let (name, address) = (listener.name.clone(), listener.address);
-        tokio::spawn(async move {
-            // Only returns when the server could not listen; it serves forever otherwise.
-            let message = match server.start(LinkType::Remote).await {
-                Ok(()) => "the server ended".to_owned(),
-                Err(error) => error.to_string(),
-            };
-            let _ = stopped_tx.send(Error::ListenerStopped { name, address, message });
-        });
+        tasks.push(tokio::spawn(async move {
+            let error = listen::tcp(socket, acceptor, door).await;
+            let _ = stopped_tx.send(Error::ListenerStopped { name, address, message: error.to_string() });
+        }));
     }
-    drop(router_tx);
-
-    let outcome = tokio::select! {
-        Some(error) = stopped.recv() => Err(error),
-        ready = ready::wait_all(&probes, READY_TIMEOUT) => ready,
-    };
-    if let Err(error) = outcome {
-        health.abort();
-        if let Some(task) = &uplink_task {
-            task.abort();
-        }
-        close(journal, retained);
-        return Err(error);
+    for (socket, bound) in unix {
+        let door = listen::Listener {
+            name: Arc::from(socket.name.as_str()),
+            anonymous: socket.anonymous,
+            engine: engine.clone(),
+            pending: pending.clone(),
+            max_pending,
+        };
+        let peers = Arc::new(socket.peers.clone());
+        let stopped_tx = stopped_tx.clone();
+        let name = socket.name.clone();
+        let address = SocketAddr::from(([0, 0, 0, 0], 0));
+        tasks.push(tokio::spawn(async move {
+            let error = listen::unix(bound, peers, door).await;
+            let _ = stopped_tx.send(Error::ListenerStopped { name, address, message: error.to_string() });
+        }));
     }
+    drop(stopped_tx);
+    let sessions_task = tokio::spawn(keep_sessions(engine.clone(), session_file.clone(), sessions.max_bytes));
     eprintln!("{}", ready_line(board));
 
-    let outcome = tokio::select! {
-        () = shutdown => {
-            tracing::info!("shutting down");
-            Ok(())
+    tokio::pin!(shutdown);
+    let outcome = loop {
+        tokio::select! {
+            () = &mut shutdown => {
+                tracing::info!("shutting down");
+                break Ok(());
+            }
+            Some(error) = stopped.recv() => break Err(error),
+            Some(policy) = reload.recv() => {
+                tracing::info!("identities and access rules reloaded");
+                let _ = policy_tx.send(Arc::new(policy));
+            }
         }
-        Some(error) = stopped.recv() => Err(error),
     };
+    for task in tasks {
+        task.abort();
+    }
+    // Every connection ends and hands its session back; then every message already taken is
+    // queued for its sessions, and only then is the session file written.
+    engine.closing.close();
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+    while counters.live.load(std::sync::atomic::Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if !hub.flush(SHUTDOWN_WAIT).await {
+        tracing::warn!("messages on their way to sessions may be missing from the session file");
+    }
+    sessions_task.abort();
     health.abort();
     if let Some(task) = &uplink_task {
         task.abort();
     }
-    close(journal, retained);
+    if let Some(path) = &session_file {
+        write_sessions(&engine, path, sessions.max_bytes).await;
+    }
+    close(journal, store);
     outcome
 }
 
-/// Loads the retained store, if the board keeps one, and hands its messages to the router
-/// before any client connects. A damaged file is set aside (`.damaged`), not fatal: the
-/// gateways republish their retained state anyway.
-async fn start_retained(settings: &board::Retained, internal: &mut Internal) -> Result<Option<RetainedStore>, Error> {
+/// An engine on a router of its own, with no listeners, journal or stores: for driving
+/// [`connection::serve`] in process (the fuzz target and the random-input test). Must be called
+/// inside a Tokio runtime.
+#[doc(hidden)]
+pub fn standalone_engine(board: &Board) -> Result<Arc<Engine>, Error> {
+    let limits = &board.broker.limits;
+    let router_tx = Router::new(0, router_config(board)).spawn();
+    let factory: LinkFactory = Arc::new(move |client_id| LinkBuilder::new(client_id, router_tx.clone()));
+    let hub = Arc::new(Hub::new(factory, BTreeMap::new(), None));
+    let counters = Arc::new(Counters::default());
+    let dispatching = hub.clone();
+    tokio::spawn(async move {
+        if let Err(error) = dispatching.start_dispatch().await {
+            tracing::error!(%error, "no dispatch link");
+        }
+    });
+    let sessions = &board.broker.sessions;
+    let bounds = Bounds {
+        inflight: usize::from(limits.max_inflight),
+        queued: sessions.max_queued,
+        queued_bytes: sessions.max_queued_bytes,
+    };
+    let session_limits =
+        SessionLimits { max_sessions: sessions.max_sessions, expiry: Duration::from_secs(sessions.expiry_s) };
+    let (_, policy) = watch::channel(Arc::new(Policy::from_board(board)?));
+    Ok(Arc::new(Engine {
+        hub,
+        registry: Registry::new(session_limits, bounds, counters.clone()),
+        policy,
+        counters,
+        journal: None,
+        settings: Settings {
+            max_connections: limits.max_connections,
+            max_packet_bytes: limits.max_payload_bytes,
+            connect_timeout: Duration::from_millis(limits.connect_timeout_ms),
+            max_keepalive_s: limits.max_keepalive_s,
+            bounds,
+        },
+        closing: Default::default(),
+    }))
+}
+
+/// The session file beside the retained store.
+fn session_path(retained: &Path) -> PathBuf {
+    retained.with_file_name("sessions.bin")
+}
+
+async fn restore_sessions(hub: &Arc<Hub>, registry: &Registry, path: &Path) -> Result<(), Error> {
+    let sessions = match persist::load(path) {
+        Ok(sessions) => sessions,
+        Err(error) => {
+            let aside = path.with_extension("damaged");
+            tracing::error!(%error, aside = %aside.display(), "starting without the saved sessions");
+            let _ = std::fs::rename(path, &aside);
+            Vec::new()
+        }
+    };
+    let count = sessions.len();
+    registry.restore(hub, sessions).await.map_err(|error| Error::Sessions(error.to_string()))?;
+    if count > 0 {
+        tracing::info!(count, path = %path.display(), "persistent sessions restored");
+    }
+    Ok(())
+}
+
+/// Expires sessions and writes the session file when it changed, until aborted.
+async fn keep_sessions(engine: Arc<Engine>, path: Option<PathBuf>, max_bytes: usize) {
+    let mut ticks = tokio::time::interval(SESSION_TICK);
+    let mut written = Vec::new();
+    loop {
+        ticks.tick().await;
+        engine.registry.expire();
+        if let Some(path) = &path {
+            let (bytes, _) = persist::encode(&engine.registry.snapshot(), max_bytes);
+            if bytes != written {
+                if let Err(error) = save(path.clone(), bytes.clone()).await {
+                    tracing::warn!(%error, path = %path.display(), "cannot write the session file");
+                }
+                written = bytes;
+            }
+        }
+    }
+}
+
+async fn write_sessions(engine: &Engine, path: &Path, max_bytes: usize) {
+    let (bytes, left_out) = persist::encode(&engine.registry.snapshot(), max_bytes);
+    if left_out > 0 {
+        tracing::warn!(left_out, max_bytes, "the session file is full; queued messages left out");
+    }
+    if let Err(error) = save(path.to_owned(), bytes).await {
+        tracing::warn!(%error, path = %path.display(), "cannot write the session file");
+    }
+}
+
+async fn save(path: PathBuf, bytes: Vec<u8>) -> io::Result<()> {
+    tokio::task::spawn_blocking(move || persist::save(&path, &bytes)).await.map_err(io::Error::other)?
+}
+
+/// The retained store's writer and what it held at start.
+type KeptRetained = (RetainedStore, BTreeMap<String, hub::Retained>);
+
+/// Loads the retained store, if the board keeps one. A damaged file is set aside (`.damaged`),
+/// not fatal: the gateways republish their retained state anyway.
+fn start_retained(settings: &board::Retained) -> Result<Option<KeptRetained>, Error> {
     if !settings.enabled {
         return Ok(None);
     }
@@ -433,20 +530,19 @@ async fn start_retained(settings: &board::Retained, internal: &mut Internal) -> 
             Default::default()
         }
     };
-    for (topic, message) in &messages {
-        internal.publish_retained(topic, message).await.map_err(Error::Internal)?;
-    }
     if !messages.is_empty() {
         tracing::info!(count = messages.len(), path = %path.display(), "retained messages restored");
     }
+    let kept = messages
+        .iter()
+        .map(|(topic, message)| (topic.clone(), hub::Retained { qos: message.qos, payload: message.payload.clone() }))
+        .collect();
     let store = RetainedStore::start(path.clone(), settings.max_bytes, messages)
         .map_err(|error| Error::Internal(format!("cannot start the retained store thread: {error}")))?;
-    Ok(Some(store))
+    Ok(Some((store, kept)))
 }
 
-/// Flushes and stops the journal, before the runtime drops the connections (whose wills would
-/// otherwise be journaled although the broker never publishes them), and writes the retained
-/// store one last time.
+/// Flushes and stops the journal and writes the retained store one last time.
 fn close(journal: Option<Journal>, retained: Option<RetainedStore>) {
     if let Some(store) = retained {
         store.close();
@@ -464,6 +560,9 @@ fn ready_line(board: &Board) -> String {
     for (index, listener) in board.broker.listeners.iter().enumerate() {
         let separator = if index == 0 { "" } else { "," };
         let _ = write!(line, "{separator}{}@{}", listener.name, listener.address);
+    }
+    for socket in &board.broker.sockets {
+        let _ = write!(line, ",{}@unix:{}", socket.name, socket.path.display());
     }
     let journal = &board.broker.journal;
     let _ = match (&journal.enabled, &journal.output) {
@@ -487,71 +586,22 @@ mod tests {
     }
 
     #[test]
-    fn sim_board_maps_to_small_explicit_limits() {
+    fn the_router_has_room_for_every_connection_and_session() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../boards/sim.toml");
-        let config = rumqttd_config(&Board::load(&path).unwrap());
-
-        let servers = config.v4.as_ref().unwrap();
-        assert_eq!(servers.len(), 1);
-        let local = &servers["local"];
-        assert_eq!(local.name, "local");
-        assert_eq!(local.listen, "127.0.0.1:1883".parse().unwrap());
-        assert!(local.tls.is_none());
-        let connections = &local.connections;
-        assert_eq!(connections.max_payload_size, 65536);
-        assert_eq!(connections.connection_timeout_ms, 5000);
-        assert_eq!(connections.max_inflight_count, 100);
-        assert!(connections.auth.is_none() && !connections.dynamic_filters);
-
-        let router = &config.router;
-        assert_eq!(router.max_connections, 64 + ROUTER_SLACK);
+        let router = router_config(&Board::load(&path).unwrap());
+        assert_eq!(router.max_connections, 64 + 64 + ROUTER_SLACK);
         assert_eq!(router.max_segment_size, 262_144);
         assert_eq!(router.max_segment_count, 4);
-        assert_eq!(router.max_outgoing_packet_count, MAX_OUTGOING_PACKET_COUNT);
         assert!(router.initialized_filters.is_none() && router.custom_segment.is_none());
 
-        // Nothing listens besides the board's listeners.
-        assert!(config.v5.is_none() && config.ws.is_none() && config.console.is_none());
-        assert!(config.prometheus.is_none() && config.bridge.is_none() && config.cluster.is_none());
-    }
-
-    #[test]
-    fn every_listener_becomes_a_named_server() {
-        let config = rumqttd_config(&board(
-            "[broker.listeners.local]\naddress = \"127.0.0.1:1883\"\n\
-             [broker.listeners.lan]\naddress = \"0.0.0.0:1884\"\nallow_remote = true\n",
+        let router = router_config(&board(
+            "[broker.limits]\nmax_connections = 7\nmax_payload_bytes = 1000\nsegment_bytes = 4096\nmax_segments = 2\n\
+             [broker.sessions]\nmax_sessions = 3\n",
         ));
-        let servers = config.v4.unwrap();
-        let mut names: Vec<(&str, String)> =
-            servers.iter().map(|(key, s)| (key.as_str(), format!("{}@{}", s.name, s.listen))).collect();
-        names.sort();
-        assert_eq!(names, [("lan", "lan@0.0.0.0:1884".into()), ("local", "local@127.0.0.1:1883".into())]);
-    }
-
-    #[test]
-    fn limits_flow_from_the_board() {
-        let config = rumqttd_config(&board(
-            "[broker.limits]\nmax_connections = 7\nmax_payload_bytes = 1000\nconnect_timeout_ms = 250\n\
-             max_inflight = 9\nsegment_bytes = 4096\nmax_segments = 2\n",
-        ));
-        let connections = &config.v4.as_ref().unwrap()["local"].connections;
-        assert_eq!(
-            (connections.max_payload_size, connections.connection_timeout_ms, connections.max_inflight_count),
-            (1000, 250, 9)
-        );
-        let router = &config.router;
         assert_eq!(
             (router.max_connections, router.max_segment_size, router.max_segment_count),
-            (7 + ROUTER_SLACK, 4096, 2)
+            (7 + 3 + ROUTER_SLACK, 4096, 2)
         );
-    }
-
-    // Regression: rumqttd keeps the connect timeout in a u16, and a plain cast wrapped 100 s
-    // around to 34 s.
-    #[test]
-    fn connect_timeout_saturates_at_the_rumqttd_maximum() {
-        let config = rumqttd_config(&board("[broker.limits]\nconnect_timeout_ms = 100000\n"));
-        assert_eq!(config.v4.unwrap()["local"].connections.connection_timeout_ms, u16::MAX);
     }
 
     #[test]

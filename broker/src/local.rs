@@ -1,58 +1,43 @@
-//! The broker's own client: a local link into rumqttd's router, which restores retained
-//! messages at start and publishes the broker's health.
+//! The broker's own client: a router link without a socket that publishes the broker's health.
 //!
-//! A local link is a connection without a socket, so it passes neither the gate nor the
-//! journal: what it publishes is the broker's own doing. Its client id is reserved (the gate
-//! refuses clients that use it), so nobody can take its session over.
+//! It passes neither the access rules nor the journal: what it publishes is the broker's own
+//! doing. Its router client id is one of the engine's (see [`crate::hub`]), which no client
+//! can take: clients never reach the router under their own ids.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rumqttd::Notification;
-use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
-use rumqttd::protocol::{Packet, Publish};
+use rumqttd::local::LinkRx;
 use schema::broker::BrokerHealth;
 use schema::payload::{Payload as _, Version};
 
-use crate::gate::{Counters, mark};
-use crate::retained::Message;
-
-/// The local link's client id, refused to clients.
-pub const CLIENT_ID: &str = "busgate-broker-internal";
+use crate::counters::Counters;
+use crate::hub::{Hub, Message, RouterTx};
 
 /// The broker's connection to its own router.
 pub struct Internal {
-    tx: LinkTx,
+    hub: Arc<Hub>,
+    tx: RouterTx,
     /// Kept so that the router keeps the link; nothing is subscribed, so nothing arrives.
     _rx: LinkRx,
 }
 
 impl Internal {
-    /// Connects to the router (blocking until it answers, so off the async threads). The
-    /// builder comes from `LinkBuilder::new(CLIENT_ID, router_tx)`: rumqttd does not export the
-    /// type of its router channel, so it cannot be named here.
-    pub async fn connect(builder: LinkBuilder<'static>) -> Result<Internal, String> {
-        let built = tokio::task::spawn_blocking(move || builder.clean_session(true).build())
-            .await
-            .map_err(|error| error.to_string())?;
-        let (tx, rx, notification) = built.map_err(|error| error.to_string())?;
-        match notification {
-            Notification::DeviceAck(_) => Ok(Internal { tx, _rx: rx }),
-            other => Err(format!("the router answered the broker's own link with {other:?}")),
-        }
+    pub async fn connect(hub: Arc<Hub>) -> Result<Internal, String> {
+        let (tx, rx) = hub.link().await.map_err(|error| error.to_string())?;
+        Ok(Internal { hub, tx, _rx: rx })
     }
 
     /// Publishes a retained message as if a client had published it at `qos`.
-    pub async fn publish_retained(&mut self, topic: &str, message: &Message) -> Result<(), String> {
-        let publish = Publish::new(Bytes::copy_from_slice(topic.as_bytes()), message.payload.clone(), true);
-        self.tx.send(Packet::Publish(publish, mark(message.qos, None))).await.map_err(|error| error.to_string())?;
-        Ok(())
+    pub fn publish_retained(&mut self, topic: &str, qos: u8, payload: Bytes) -> Result<(), String> {
+        let message = Message { topic: Bytes::copy_from_slice(topic.as_bytes()), payload, qos, retain: true };
+        self.hub.publish(&mut self.tx, &message).map_err(|error| error.to_string())
     }
 }
 
-/// What the health payload is made of, besides the gate's counters.
+/// What the health payload is made of, besides the connections' counters.
 pub struct HealthSources {
     pub board: String,
     pub counters: Arc<Counters>,
@@ -94,7 +79,7 @@ pub async fn publish_health(mut internal: Internal, sources: HealthSources, inte
     loop {
         ticks.tick().await;
         let payload = Bytes::from(sources.health(started).to_json());
-        if let Err(error) = internal.publish_retained(&topic, &Message { qos: 1, payload }).await {
+        if let Err(error) = internal.publish_retained(&topic, 1, payload) {
             tracing::warn!(%error, "cannot publish the broker's health");
         }
     }

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use broker::{JournalChoice, Overrides};
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 /// Runs the board's MQTT broker (rumqttd) with the listeners, limits and journal of its board file.
 #[derive(Debug, Parser)]
@@ -110,20 +112,47 @@ async fn main() -> anyhow::Result<()> {
         return tool(command);
     }
     let Some(board) = args.board else { anyhow::bail!("--board is required") };
-    // rumqttd is chatty: it logs every connection at info (hidden by default) and even an
-    // ordinary disconnection at error (shown).
-    // rumqttd's router logs every ordinary client disconnect as an error ("no-connection id
-    // ... is already gone"); those lines are left out unless RUST_LOG asks for them.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,broker=info,rumqttd::router::routing=off"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // rumqttd's router logs each of the engine's links at info; the engine logs the clients.
+    // rustls warns about what clients send (an IP address as the TLS server name, as
+    // libmosquitto and Paho C do), which needs no one's attention on a board.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,broker=info,rustls=error"));
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_filter(filter)
+        .with_filter(broker::log::RouterNoise);
+    tracing_subscriber::registry().with(layer).init();
 
-    let mut board = board::Board::load(&board).context("loading the board file")?;
+    let path = board;
+    let mut board = board::Board::load(&path).context("loading the board file")?;
     Overrides { journal: args.journal, listen: args.listen }.apply(&mut board).context("applying the command line")?;
     let shutdown = broker::shutdown_signal()?;
-    broker::run(&board, shutdown).await.with_context(|| format!("running the broker of board {:?}", board.name))
+    let reload = reload_on_hangup(path)?;
+    broker::run(&board, shutdown, reload).await.with_context(|| format!("running the broker of board {:?}", board.name))
+}
+
+/// On SIGHUP, reads the board file again and hands on its identities and access rules; a
+/// board file that no longer loads is reported and the old rules stay.
+fn reload_on_hangup(path: PathBuf) -> anyhow::Result<tokio::sync::mpsc::Receiver<broker::policy::Policy>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let loaded = board::Board::load(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|board| broker::policy::Policy::from_board(&board).map_err(anyhow::Error::from));
+            match loaded {
+                Ok(policy) => {
+                    if tx.send(policy).await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(error = format!("{error:#}"), path = %path.display(), "SIGHUP: the board file does not load; the rules stay as they were")
+                }
+            }
+        }
+    });
+    Ok(rx)
 }

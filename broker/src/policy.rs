@@ -200,6 +200,12 @@ impl Policy {
         Ok(&user.rules)
     }
 
+    /// The rules of a user the operating system vouches for (a Unix socket peer), with no
+    /// password to check; `None` for a user the board does not know.
+    pub fn rules_of(&self, username: &str) -> Option<&Rules> {
+        self.users.get(username).map(|user| &user.rules)
+    }
+
     /// The rules of clients without a user name, where a listener admits them.
     pub fn anonymous(&self) -> &Rules {
         &self.anonymous

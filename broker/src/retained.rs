@@ -97,7 +97,7 @@ fn encode(messages: &BTreeMap<String, Message>) -> Vec<u8> {
 }
 
 /// Replaces the file atomically: a reader sees the old or the new set, never a mix.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         fs::create_dir_all(dir)?;
     }

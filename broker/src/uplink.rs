@@ -1,8 +1,8 @@
 //! The uplink: selected local topics forwarded to an upstream broker at QoS 1 through a
 //! store-and-forward queue on disk, and command topics from upstream published locally.
 //!
-//! A local link subscribes to the `forward` filters (with no-local, so what comes down is not
-//! sent back up). Every message is appended to the queue file before it is sent; the front of
+//! A router link subscribes to the `forward` filters (a command from upstream that also matches
+//! one of them goes back up: keep the two apart in the board file). Every message is appended to the queue file before it is sent; the front of
 //! the queue is published upstream (topic prefixed with `remote_prefix`) and leaves the queue
 //! only when the upstream broker acknowledges it, one message at a time. While upstream is
 //! unreachable messages wait in the queue, which keeps the file under `max_queue_bytes` by
@@ -21,15 +21,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet as ClientPacket, QoS};
-use rumqttd::Notification;
-use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
-use rumqttd::protocol::{Filter, Packet, Publish, RetainForwardRule, Subscribe};
+use rumqttd::local::LinkRx;
 use tokio::time::Instant;
 
-use crate::gate::mark;
-
-/// The uplink's local client id, refused to clients like the broker's own.
-pub const CLIENT_ID: &str = "busgate-broker-uplink";
+use crate::hub::{self, Hub, Message, Received, RouterTx};
 
 /// Reconnect backoff towards the upstream broker.
 const RETRY_MIN: Duration = Duration::from_millis(200);
@@ -189,44 +184,39 @@ impl Queue {
 /// The uplink's local link and settings.
 pub struct Uplink {
     settings: board::Uplink,
+    /// Read once at start from the password file, which must be the owner's alone (as the
+    /// gateways check theirs), so a missing or readable file is an error then.
+    password: Option<String>,
     /// Built once at start, so a bad CA file is an error then, not a retry loop.
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     /// Whether the upstream broker has accepted the current connection (the health topic says).
     pub connected: Arc<AtomicBool>,
-    tx: LinkTx,
+    hub: Arc<Hub>,
+    tx: RouterTx,
     rx: LinkRx,
     queue: Queue,
 }
 
 impl Uplink {
-    /// Connects to the local router and subscribes to the forwarded topics. The builder is
-    /// `LinkBuilder::new(CLIENT_ID, router_tx)` (see [`crate::local::Internal::connect`]).
-    pub async fn start(builder: LinkBuilder<'static>, settings: board::Uplink, queue: Queue) -> Result<Uplink, String> {
+    /// Connects to the local router and subscribes to the forwarded topics; the retained
+    /// messages under them are queued at once, as a new subscriber would get them.
+    pub async fn start(hub: Arc<Hub>, settings: board::Uplink, mut queue: Queue) -> Result<Uplink, String> {
         let tls = match &settings.tls {
             None => None,
             Some(tls) => Some(crate::tls::uplink_config(tls).map_err(|error| format!("TLS: {error}"))?),
         };
-        let built = tokio::task::spawn_blocking(move || builder.clean_session(true).build())
-            .await
-            .map_err(|error| format!("its local link: {error}"))?;
-        let (mut tx, rx, _) = built.map_err(|error| format!("its local link: {error}"))?;
-        let filters = settings
-            .forward
-            .iter()
-            .map(|path| Filter {
-                path: path.clone(),
-                qos: rumqttd::protocol::QoS::AtMostOnce,
-                nolocal: true,
-                preserve_retain: true,
-                retain_forward_rule: RetainForwardRule::OnEverySubscribe,
-            })
-            .collect();
-        if !settings.forward.is_empty() {
-            tx.send(Packet::Subscribe(Subscribe { pkid: 1, filters }, None))
-                .await
-                .map_err(|error| format!("its local link: {error}"))?;
+        let password = match &settings.password_file {
+            Some(path) => Some(read_password(path)?),
+            None => None,
+        };
+        let (mut tx, rx) = hub.link().await.map_err(|error| format!("its local link: {error}"))?;
+        for (index, filter) in settings.forward.iter().enumerate() {
+            tx.subscribe(filter, index + 1).map_err(|error| format!("its local link: {error}"))?;
+            for message in hub.retained_for(filter) {
+                queue.push(record(message)).map_err(|error| format!("its queue: {error}"))?;
+            }
         }
-        Ok(Uplink { settings, tls, connected: Arc::new(AtomicBool::new(false)), tx, rx, queue })
+        Ok(Uplink { settings, password, tls, connected: Arc::new(AtomicBool::new(false)), hub, tx, rx, queue })
     }
 
     fn options(&self) -> MqttOptions {
@@ -240,13 +230,7 @@ impl Uplink {
         options.set_clean_session(true);
         options.set_max_packet_size(1 << 20, 1 << 20);
         if let Some(username) = &self.settings.username {
-            let password = self
-                .settings
-                .password_file
-                .as_ref()
-                .and_then(|path| fs::read_to_string(path).ok())
-                .map(|text| text.trim_end().to_owned())
-                .unwrap_or_default();
+            let password = self.password.clone().unwrap_or_default();
             options.set_credentials(username.clone(), password);
         }
         options
@@ -259,16 +243,20 @@ impl Uplink {
         // The last reason a connection failed, logged when it changes rather than on every retry.
         let mut failure: Option<String> = None;
         let mut in_flight = false;
-        let mut retry = RETRY_MIN;
+        let mut retry = backoff::Backoff::new(RETRY_MIN, RETRY_MAX);
         let mut retry_at = Instant::now();
         loop {
             if upstream.is_none() && Instant::now() >= retry_at {
                 upstream = Some(AsyncClient::new(self.options(), 16));
             }
             let event = tokio::select! {
-                notification = self.rx.next() => match notification {
-                    Ok(Some(Notification::Forward(forward))) => Some(Ok(forward.publish)),
-                    Ok(_) => None,
+                received = hub::receive(&mut self.rx) => match received {
+                    Ok(Received::Message(message, _)) => Some(Ok(message)),
+                    Ok(Received::Paused) => {
+                        let _ = self.rx.wake().await;
+                        None
+                    }
+                    Ok(Received::Nothing) => None,
                     Err(error) => {
                         tracing::error!(%error, "the uplink lost its local link");
                         return;
@@ -278,10 +266,8 @@ impl Uplink {
                 () = tokio::time::sleep_until(retry_at), if upstream.is_none() => None,
             };
             match event {
-                Some(Ok(publish)) => {
-                    let Ok(topic) = String::from_utf8(publish.topic.to_vec()) else { continue };
-                    let record = Record { topic, payload: publish.payload, retain: publish.retain };
-                    if let Err(error) = self.queue.push(record) {
+                Some(Ok(message)) => {
+                    if let Err(error) = self.queue.push(record(message)) {
                         tracing::error!(%error, "the uplink queue cannot be written");
                     }
                 }
@@ -290,7 +276,7 @@ impl Uplink {
                     connected = true;
                     self.connected.store(true, Ordering::Relaxed);
                     failure = None;
-                    retry = RETRY_MIN;
+                    retry.reset();
                     if let Some((client, _)) = &upstream {
                         for filter in &self.settings.commands {
                             let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
@@ -306,8 +292,13 @@ impl Uplink {
                 Some(Err(Ok(Event::Incoming(ClientPacket::Publish(command))))) => {
                     let local =
                         command.topic.strip_prefix(self.settings.remote_prefix.as_str()).unwrap_or(&command.topic);
-                    let publish = Publish::new(Bytes::copy_from_slice(local.as_bytes()), command.payload, false);
-                    if let Err(error) = self.tx.send(Packet::Publish(publish, mark(1, None))).await {
+                    let message = Message {
+                        topic: Bytes::copy_from_slice(local.as_bytes()),
+                        payload: command.payload,
+                        qos: 1,
+                        retain: false,
+                    };
+                    if let Err(error) = self.hub.publish(&mut self.tx, &message) {
                         tracing::warn!(%error, "a command from upstream could not be published locally");
                     }
                 }
@@ -329,8 +320,7 @@ impl Uplink {
                     connected = false;
                     self.connected.store(false, Ordering::Relaxed);
                     in_flight = false;
-                    retry_at = Instant::now() + retry;
-                    retry = (retry * 2).min(RETRY_MAX);
+                    retry_at = Instant::now() + retry.next_delay();
                 }
             }
             if connected
@@ -343,6 +333,27 @@ impl Uplink {
                 }
             }
         }
+    }
+}
+
+/// The upstream password, from a file only its owner may read.
+fn read_password(path: &std::path::Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let error = |message: String| format!("its password file {}: {message}", path.display());
+    let mode = fs::metadata(path).map_err(|e| error(e.to_string()))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(error(format!("mode {:o} lets others read it; chmod 600", mode & 0o777)));
+    }
+    let password = fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    Ok(password.trim_end().to_owned())
+}
+
+/// A forwarded message as a queue record, with the retain flag it was published with.
+fn record(message: Message) -> Record {
+    Record {
+        topic: String::from_utf8_lossy(&message.topic).into_owned(),
+        payload: message.payload,
+        retain: message.retain,
     }
 }
 
@@ -360,6 +371,25 @@ mod tests {
 
     fn record(n: u32) -> Record {
         Record { topic: "t".into(), payload: Bytes::from(n.to_be_bytes().to_vec()), retain: false }
+    }
+
+    // Regression: a missing or unreadable password file silently became an empty password.
+    #[test]
+    fn the_password_file_must_exist_and_be_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("busgate-uplink-password-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("uplink.password");
+        let error = read_password(&path).unwrap_err();
+        assert!(error.contains("No such file"), "{error}");
+        fs::write(&path, "s3cret\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let error = read_password(&path).unwrap_err();
+        assert!(error.ends_with("mode 644 lets others read it; chmod 600"), "{error}");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_password(&path).unwrap(), "s3cret");
+        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -4,8 +4,8 @@
     busgate-tail 'busgate/sim/i2c/#'              # a topic filter
     busgate-tail --journal /var/log/busgate/journal.jsonl 'busgate/+/+/+/ambient/#'
 
-Errors (failed replies, schema violations) and availability or status changes are marked
-`!!` (and coloured on a terminal).
+Trouble (failed replies, schema violations, a device or gateway going offline) is marked `!!`
+and coloured red on a terminal; a device or gateway coming online is coloured green, unmarked.
 """
 
 import argparse
@@ -19,18 +19,18 @@ import paho.mqtt.client as mqtt
 from .board import repo_root
 from .schemas import Schemas
 
-RED, YELLOW, GREEN, RESET = "\033[31m", "\033[33m", "\033[32m", "\033[0m"
+RED, GREEN, RESET = "\033[31m", "\033[32m", "\033[0m"
 
 
 def classify(topic, payload):
-    """'error', 'change', or None for an ordinary message."""
+    """'error' (marked), 'online' (coloured only), or None for an ordinary message."""
     leaf = topic.rsplit("/", 1)[-1]
     if not isinstance(payload, dict):
         return None
     if leaf == "reply" and payload.get("ok") is False:
         return "error"
     if leaf in ("availability", "status"):
-        return "error" if payload.get("state") == "offline" else "change"
+        return "online" if payload.get("state") == "online" else "error"
     return None
 
 
@@ -46,10 +46,10 @@ def format_line(ts, topic, payload, problem=None, colour=False):
     if problem:
         kind = "error"
         body += f"  <- {problem}"
-    mark = "!! " if kind else "   "
+    mark = "!! " if kind == "error" else "   "
     line = f"{clock} {mark}{topic} {body}"
     if colour and kind:
-        line = (RED if kind == "error" else (GREEN if '"online"' in body else YELLOW)) + line + RESET
+        line = (RED if kind == "error" else GREEN) + line + RESET
     return line
 
 

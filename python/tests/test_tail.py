@@ -20,8 +20,16 @@ def test_ordinary_reading_is_one_compact_line():
 def test_failed_reply_and_offline_are_marked():
     assert " !! " in format_line(TS, "busgate/sim/i2c/i2c1/leds/reply", {"ok": False})
     assert " !! " in format_line(TS, "busgate/sim/i2c/i2c1/leds/availability", {"state": "offline"})
-    assert " !! " in format_line(TS, "busgate/sim/i2c-gateway/status", {"state": "online"})
+    assert " !! " in format_line(TS, "busgate/sim/i2c-gateway/status", {"state": "offline"})
     assert " !! " not in format_line(TS, "busgate/sim/i2c/i2c1/leds/reply", {"ok": True})
+
+
+def test_coming_online_is_not_marked():
+    # Regression: a gateway or device coming online was marked as trouble.
+    for topic in ("busgate/sim/i2c-gateway/status", "busgate/sim/i2c/i2c1/leds/availability"):
+        line = format_line(TS, topic, {"state": "online"})
+        assert line.startswith("10:00:01.250    busgate/"), line
+        assert format_line(TS, topic, {"state": "online"}, colour=True).startswith("\033[32m")
 
 
 def test_colour_only_when_asked():
@@ -69,11 +77,12 @@ def test_follows_a_running_board(busgate_board):
         assert len(lines) == count, result.stdout
         return lines
 
-    # The gateways' retained status, each marked as a change.
+    # The gateways' retained status: online, so not marked as trouble.
     board = busgate_board.board
     lines = tail(f"busgate/{board}/+/status", 3)
     for gateway in ("i2c-gateway", "spi-gateway", "can-gateway"):
-        assert any(f"!! busgate/{board}/{gateway}/status" in line for line in lines), lines
+        assert any(f"    busgate/{board}/{gateway}/status" in line for line in lines), lines
+    assert not any("!!" in line for line in lines), lines
     # Readings follow as they come.
     lines = tail(f"busgate/{board}/i2c/+/+/state", 5)
     assert all("/state {" in line for line in lines), lines

@@ -318,7 +318,9 @@ fn gateway_unit(board: &Board, kind: board::BusKind) -> String {
     unit.push_str("[Unit]\n");
     let _ = writeln!(unit, "Description=busgate {gateway} ({})", board.name);
     let _ = writeln!(unit, "# Stopped and restarted with the broker.\nAfter={broker}\nRequires={broker}");
-    unit.push_str("\n[Service]\nType=simple\n");
+    // The gateway says READY=1 once its buses and MQTT link are started and feeds the watchdog
+    // from its loop, so systemd restarts a gateway whose loop hangs.
+    unit.push_str("\n[Service]\nType=notify\nWatchdogSec=30\n");
     let _ = writeln!(unit, "User={USER}\nGroup={USER}");
     if !access.groups.is_empty() {
         let _ = writeln!(unit, "SupplementaryGroups={}", access.groups.join(" "));

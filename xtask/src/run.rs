@@ -217,8 +217,11 @@ fn describe(line: &str) -> Option<String> {
             Some(format!("{time} {kind} {device:<10} {}", values.join(" ")))
         }
         [_, _, _, _, device, "availability"] => {
+            let state = payload["state"].as_str()?;
             let reason = payload["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default();
-            Some(format!("{time} !! {device} is {}{reason}", payload["state"].as_str()?))
+            // `!!` marks trouble: a device going offline, not one coming online.
+            let mark = if state == "online" { "" } else { "!! " };
+            Some(format!("{time} {mark}{device} is {state}{reason}"))
         }
         [_, _, _, _, device, leaf @ ("reply" | "set")] => Some(format!("{time} {device} {leaf} {payload}")),
         [_, _, gateway, "status"] => Some(format!("{time} {gateway} is {}", payload["state"].as_str()?)),
@@ -242,4 +245,33 @@ fn shut_down(children: &mut [(&'static str, Child)]) {
         let _ = child.wait();
     }
     eprintln!("xtask: stopped");
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    fn availability(state: &str, reason: Option<&str>) -> String {
+        let payload = serde_json::json!({"v": 1, "ts": "2026-01-01T10:00:00.000Z", "state": state, "reason": reason});
+        serde_json::json!({
+            "ts": "2026-01-01T10:00:01.250Z",
+            "topic": "busgate/sim/i2c/i2c1/ambient/availability",
+            "qos": 1,
+            "retain": true,
+            "bytes": 10,
+            "payload": payload,
+        })
+        .to_string()
+    }
+
+    /// Regression: a device coming online was marked `!!`, the mark for trouble.
+    #[test]
+    fn only_a_device_going_offline_is_marked() {
+        assert_eq!(describe(&availability("online", None)).unwrap(), "10:00:01.250 ambient is online");
+        assert_eq!(
+            describe(&availability("offline", Some("no response"))).unwrap(),
+            "10:00:01.250 !! ambient is offline: no response"
+        );
+    }
 }

@@ -1,64 +1,44 @@
-//! Fuzzes the packet path: arbitrary bytes from a client go through the gate (strict frame
-//! check, login, access rules) and rumqttd's MQTT 3.1.1 decoder, as on a connection, with
-//! answers written back through the gate. Nothing may panic, and every call must either make
-//! progress or ask for more bytes.
+//! Fuzzes the connection path: arbitrary bytes from a client go through a whole connection as
+//! the broker serves it (strict frame check, the engine's decoder, login, access rules,
+//! sessions and their acknowledgements, the router link), over an in-memory stream. Nothing may
+//! panic, and every connection must end once its input does.
 
 #![no_main]
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use broker::gate::{Admission, Counters, Gate};
-use broker::policy::Policy;
-use bytes::BytesMut;
+use broker::connection::{Door, Engine, serve};
 use libfuzzer_sys::fuzz_target;
-use rumqttd::protocol::v4::V4;
-use rumqttd::protocol::{ConnAck, ConnectReturnCode, Packet, PingResp, Protocol};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-fn admission() -> Admission {
-    static POLICY: OnceLock<Arc<Policy>> = OnceLock::new();
-    let policy = POLICY.get_or_init(|| {
+fn runtime() -> &'static (tokio::runtime::Runtime, Arc<Engine>) {
+    static RUNTIME: OnceLock<(tokio::runtime::Runtime, Arc<Engine>)> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
         // A user with rules, so that the access checks run too (password "fuzz").
         let board = "[board]\nname = \"fuzz\"\ntarget = \"x86_64-unknown-linux-gnu\"\n\
             [broker.listeners.local]\naddress = \"127.0.0.1:1883\"\nanonymous = true\n\
             [broker.users.user]\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$C/hfe9yZ27BlrDREEMOkBw$WSl5vf3zPyKdzEbHN17mOHExF0Yhr7GumqnjYeBtMCQ\"\n\
             publish = [\"a/%c/#\"]\nsubscribe = [\"a/+/b\"]\n";
         let board = board::Board::parse(board, Path::new("fuzz.toml")).expect("the fuzz board parses");
-        Arc::new(Policy::from_board(&board).expect("the fuzz policy loads"))
-    });
-    Admission {
-        listener: "local".into(),
-        anonymous: true,
-        max_keepalive_s: 600,
-        max_connections: 8,
-        policy: policy.clone(),
-        counters: Arc::new(Counters::default()),
-        retained: None,
-        preamble: None,
-    }
+        let engine = runtime.block_on(async { broker::standalone_engine(&board).expect("the fuzz engine starts") });
+        (runtime, engine)
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut gate = Gate::new(V4, admission());
-    let mut stream = BytesMut::from(data);
-    let mut out = BytesMut::new();
-    for _ in 0..1000 {
-        match gate.read_mut(&mut stream, 4096) {
-            Ok(packet) => {
-                // Answer as rumqttd would, so the write side runs too.
-                let answer = match packet {
-                    Packet::Connect(..) => Some(Packet::ConnAck(
-                        ConnAck { session_present: false, code: ConnectReturnCode::Success },
-                        None,
-                    )),
-                    Packet::PingReq(_) => Some(Packet::PingResp(PingResp)),
-                    _ => None,
-                };
-                if let Some(answer) = answer {
-                    let _ = gate.write(answer, &mut out);
-                }
-            }
-            Err(_) => break,
-        }
-    }
+    let (runtime, engine) = runtime();
+    runtime.block_on(async {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let door = Door { listener: Arc::from("local"), anonymous: true, peer_user: None, peer: "fuzz".into() };
+        let serving = tokio::spawn(serve(engine.clone(), door, server));
+        let _ = client.write_all(data).await;
+        let _ = client.shutdown().await;
+        let mut sink = Vec::new();
+        let _ = client.read_to_end(&mut sink).await;
+        let ended = tokio::time::timeout(Duration::from_secs(10), serving).await;
+        assert!(matches!(ended, Ok(Ok(()))), "the connection did not end, or panicked");
+    });
 });

@@ -1,5 +1,5 @@
 //! Mosquitto's raw-packet protocol cases against the broker, where the shared test data is
-//! present (`../shared/fixtures/mqtt-conformance` beside the workspace, or the directory in
+//! present (`shared/fixtures/mqtt-conformance` beside the checkout, or the directory in
 //! `BUSGATE_CONFORMANCE_DIR`). Only MQTT 3.1.1 cases run: the broker serves no MQTT 5.
 //!
 //! A case sends bytes, expects bytes back, and ends with the broker having closed the connection
@@ -23,12 +23,13 @@ const STEP: Duration = Duration::from_secs(3);
 /// Cases whose expectation is Mosquitto's own choice, where busgate legitimately differs.
 const KNOWN: &[(&str, &str)] = &[];
 
+/// The cases: `BUSGATE_CONFORMANCE_DIR`, or the shared fixtures beside the checkout (required
+/// where `BUSGATE_REQUIRE_FIXTURES` is set, as in CI).
 fn cases_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("BUSGATE_CONFORMANCE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/mqtt-conformance"),
-    };
-    dir.is_dir().then_some(dir)
+    match std::env::var_os("BUSGATE_CONFORMANCE_DIR") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => test_support::fixtures::shared("mqtt-conformance"),
+    }
 }
 
 fn hex(text: &str) -> Vec<u8> {

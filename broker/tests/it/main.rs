@@ -3,9 +3,11 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
 mod conformance;
+mod engine;
 mod hardening;
 mod journal;
 mod limits;
+mod load;
 mod security;
 mod startup;
 mod state;

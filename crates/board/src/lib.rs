@@ -77,6 +77,36 @@ pub struct Broker {
     pub uplink: Option<Uplink>,
     /// How often the broker publishes its counters on its health topic.
     pub health_interval_s: u64,
+    /// Persistent sessions (clean session 0): how many, for how long, how much they keep.
+    pub sessions: Sessions,
+    /// Unix-socket listeners.
+    pub sockets: Vec<Socket>,
+}
+
+/// Bounds on persistent sessions; they are kept across restarts beside the retained store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sessions {
+    pub max_sessions: usize,
+    /// A session whose client has been away this long is removed.
+    pub expiry_s: u64,
+    /// Messages queued per session (connected or not); beyond it the oldest is dropped and
+    /// counted.
+    pub max_queued: usize,
+    /// Topic and payload bytes queued per session, bounded the same way.
+    pub max_queued_bytes: usize,
+    /// Bound on the session file.
+    pub max_bytes: usize,
+}
+
+/// A Unix-socket listener: who may connect is the socket file's mode; a peer uid listed in
+/// `peers` logs in as that user without a password (`SO_PEERCRED`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Socket {
+    pub name: String,
+    pub path: PathBuf,
+    pub mode: u32,
+    pub anonymous: bool,
+    pub peers: Vec<(u32, String)>,
 }
 
 /// Forwarding selected local topics to an upstream broker (QoS 1, through a bounded queue on
@@ -196,6 +226,9 @@ pub struct Journal {
 pub struct Gateway {
     /// The broker the gateways connect to.
     pub broker: SocketAddr,
+    /// The broker's Unix socket, one of `[broker.sockets.*]`: when set, the gateways connect
+    /// over it instead of `broker` (which tools such as deploy still use).
+    pub broker_socket: Option<PathBuf>,
     pub keep_alive_s: u64,
     /// Readings and replies kept while the broker is unreachable; the oldest are dropped (and
     /// counted) beyond this.

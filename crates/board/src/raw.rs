@@ -10,8 +10,8 @@ use toml::Spanned;
 
 use crate::can;
 use crate::{
-    Board, BoardError, Broker, Bus, Deploy, Device, Gateway, Journal, Limits, Listener, Retained, SpiSettings, Tls,
-    Uplink, UplinkTls, User, check_name, line_of, spanned,
+    Board, BoardError, Broker, Bus, Deploy, Device, Gateway, Journal, Limits, Listener, Retained, Sessions, Socket,
+    SpiSettings, Tls, Uplink, UplinkTls, User, check_name, line_of, spanned,
 };
 
 #[derive(Deserialize)]
@@ -82,6 +82,51 @@ struct BrokerSection {
     uplink: Option<Spanned<UplinkSection>>,
     #[serde(default = "default_health_interval")]
     health_interval_s: Spanned<u64>,
+    #[serde(default)]
+    sessions: SessionsSection,
+    /// Unix-socket listeners, by name.
+    #[serde(default)]
+    sockets: BTreeMap<String, Spanned<SocketSection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SessionsSection {
+    max_sessions: Spanned<usize>,
+    expiry_s: Spanned<u64>,
+    max_queued: Spanned<usize>,
+    max_queued_bytes: Spanned<usize>,
+    max_bytes: Spanned<usize>,
+}
+
+impl Default for SessionsSection {
+    fn default() -> Self {
+        Self {
+            max_sessions: Spanned::new(0..0, 64),
+            expiry_s: Spanned::new(0..0, 86_400),
+            max_queued: Spanned::new(0..0, 1000),
+            max_queued_bytes: Spanned::new(0..0, 4 * 1024 * 1024),
+            max_bytes: Spanned::new(0..0, 16 * 1024 * 1024),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SocketSection {
+    path: PathBuf,
+    /// The socket file's mode, as an octal string ("660").
+    #[serde(default = "default_socket_mode")]
+    mode: Spanned<String>,
+    #[serde(default)]
+    anonymous: bool,
+    /// Peer uids (as strings: TOML keys) and the user each logs in as.
+    #[serde(default)]
+    peers: BTreeMap<String, Spanned<String>>,
+}
+
+fn default_socket_mode() -> Spanned<String> {
+    Spanned::new(0..0, "660".to_owned())
 }
 
 fn default_health_interval() -> Spanned<u64> {
@@ -152,6 +197,8 @@ impl Default for BrokerSection {
             retained: RetainedSection::default(),
             uplink: None,
             health_interval_s: default_health_interval(),
+            sessions: SessionsSection::default(),
+            sockets: BTreeMap::new(),
         }
     }
 }
@@ -261,6 +308,7 @@ impl Default for JournalSection {
 #[serde(deny_unknown_fields, default)]
 struct GatewaySection {
     broker: Option<Spanned<String>>,
+    broker_socket: Option<Spanned<PathBuf>>,
     keep_alive_s: Spanned<u64>,
     outbox_capacity: Spanned<usize>,
     reconnect_min_ms: Spanned<u64>,
@@ -276,6 +324,7 @@ impl Default for GatewaySection {
         let at = |v| Spanned::new(0..0, v);
         Self {
             broker: None,
+            broker_socket: None,
             keep_alive_s: at(15),
             outbox_capacity: Spanned::new(0..0, 1_000),
             reconnect_min_ms: at(100),
@@ -799,6 +848,33 @@ fn validate_broker(check: &Checker<'_>, raw: BrokerSection) -> Result<Broker, Bo
         max_bytes: check.range(&r.max_bytes, "broker.retained.max_bytes", 1024, 256 * 1024 * 1024)?,
     };
     let health_interval_s = check.range(&raw.health_interval_s, "broker.health_interval_s", 1, 86_400)?;
+    let s = &raw.sessions;
+    let sessions = Sessions {
+        max_sessions: check.range(&s.max_sessions, "broker.sessions.max_sessions", 0, 100_000)?,
+        expiry_s: check.range(&s.expiry_s, "broker.sessions.expiry_s", 1, 365 * 86_400)?,
+        max_queued: check.range(&s.max_queued, "broker.sessions.max_queued", 1, 1_000_000)?,
+        max_queued_bytes: check.range(&s.max_queued_bytes, "broker.sessions.max_queued_bytes", 1024, 1 << 30)?,
+        max_bytes: check.range(&s.max_bytes, "broker.sessions.max_bytes", 4096, 1 << 30)?,
+    };
+    let mut sockets = Vec::new();
+    for (name, socket) in raw.sockets {
+        let span = socket.span();
+        let socket = socket.into_inner();
+        let field = format!("broker.sockets.{name}");
+        check_name(&name).map_err(|message| check.error(span.clone(), &field, message))?;
+        let mode =
+            u32::from_str_radix(socket.mode.get_ref(), 8).ok().filter(|mode| *mode <= 0o777).ok_or_else(|| {
+                check.error(socket.mode.span(), format!("{field}.mode"), "expected an octal file mode such as \"660\"")
+            })?;
+        let mut peers = Vec::new();
+        for (uid, user) in socket.peers {
+            let uid = uid.parse::<u32>().map_err(|_| {
+                check.error(user.span(), format!("{field}.peers"), format!("{uid:?} is not a numeric uid"))
+            })?;
+            peers.push((uid, user.into_inner()));
+        }
+        sockets.push(Socket { name, path: socket.path, mode, anonymous: socket.anonymous, peers });
+    }
     let uplink = match raw.uplink {
         None => None,
         Some(uplink) => {
@@ -853,7 +929,7 @@ fn validate_broker(check: &Checker<'_>, raw: BrokerSection) -> Result<Broker, Bo
             })
         }
     };
-    Ok(Broker { listeners, limits, journal, users, retained, uplink, health_interval_s })
+    Ok(Broker { listeners, limits, journal, users, retained, uplink, health_interval_s, sessions, sockets })
 }
 
 fn validate_gateway(check: &Checker<'_>, raw: GatewaySection, broker: &Broker) -> Result<Gateway, BoardError> {
@@ -868,6 +944,19 @@ fn validate_gateway(check: &Checker<'_>, raw: GatewaySection, broker: &Broker) -
             }
         },
     };
+    let broker_socket = match raw.broker_socket {
+        None => None,
+        Some(path) => {
+            if !broker.sockets.iter().any(|socket| socket.path == *path.get_ref()) {
+                return Err(check.error(
+                    path.span(),
+                    "gateway.broker_socket",
+                    format!("{} is none of the broker's [broker.sockets.*] paths", path.get_ref().display()),
+                ));
+            }
+            Some(path.into_inner())
+        }
+    };
     let reconnect_min_ms = check.range(&raw.reconnect_min_ms, "gateway.reconnect_min_ms", 1, 3_600_000)?;
     let reconnect_max_ms =
         check.range(&raw.reconnect_max_ms, "gateway.reconnect_max_ms", reconnect_min_ms, 3_600_000)?;
@@ -875,6 +964,7 @@ fn validate_gateway(check: &Checker<'_>, raw: GatewaySection, broker: &Broker) -
     let retry_max_ms = check.range(&raw.retry_max_ms, "gateway.retry_max_ms", retry_min_ms, 3_600_000)?;
     Ok(Gateway {
         broker: address,
+        broker_socket,
         keep_alive_s: check.range(&raw.keep_alive_s, "gateway.keep_alive_s", 5, 3_600)?,
         outbox_capacity: check.range(&raw.outbox_capacity, "gateway.outbox_capacity", 1, 1_000_000)?,
         reconnect_min_ms,
@@ -912,17 +1002,12 @@ fn convert_options(
     Ok(device::Options(options))
 }
 
-/// An access-rule pattern: a topic filter whose levels may hold `%c` and `%u`.
+/// An access-rule pattern: a topic filter whose levels may hold `%c` and `%u`, checked as the
+/// broker checks the filters clients subscribe to.
 fn check_pattern(pattern: &str) -> Result<(), String> {
-    if pattern.is_empty() || pattern.chars().any(char::is_control) {
-        return Err(format!("{pattern:?} is not a topic filter: empty or with a control character"));
-    }
-    let levels: Vec<&str> = pattern.split('/').collect();
-    for (index, level) in levels.iter().enumerate() {
-        let alone = *level == "+" || (*level == "#" && index == levels.len() - 1);
-        if level.contains(['+', '#']) && !alone {
-            return Err(format!("{pattern:?}: + must stand alone in a level, # alone in the last level"));
-        }
-    }
-    Ok(())
+    schema::acl::check_topic_filter(pattern).map_err(|error| {
+        let shown: String = pattern.chars().take(60).collect();
+        let more = if shown.len() < pattern.len() { "..." } else { "" };
+        format!("{shown:?}{more} is not a topic filter: it {error}")
+    })
 }

@@ -25,9 +25,10 @@ fn fixtures(directory: &Path, names: &[&str]) -> (Database, Vec<Frame>) {
         assert!(warnings.is_empty(), "{warnings:?}");
         assert!(database.merge(part).is_empty());
         let log = std::fs::read_to_string(directory.join(format!("{name}.log"))).expect("fixture log");
-        for line in candump::parse_log(&log) {
+        for line in buses::can::log::parse_log(&log) {
             let (_, line) = line.expect("fixture log line");
-            frames.push(Frame { id: line.frame.id, extended: line.frame.extended, data: line.frame.data });
+            let frame = line.frame().expect("a data frame");
+            frames.push(Frame { id: frame.id(), extended: frame.is_extended(), data: frame.data().to_vec() });
         }
     }
     (database, frames)

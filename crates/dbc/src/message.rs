@@ -170,13 +170,14 @@ pub struct Encoded {
     pub defaulted: Vec<String>,
 }
 
-/// A frame that could not be decoded completely.
+/// A frame that could not be decoded completely. It borrows its names from the message, so
+/// that decoding a short frame does not allocate either.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum DecodeError {
+pub enum DecodeError<'m> {
     #[error(
         "message \"{message}\": the frame has {got} bytes but the DBC declares {expected}; {missing} signal(s) did not fit, first \"{first_missing}\""
     )]
-    Truncated { message: String, expected: usize, got: usize, missing: usize, first_missing: String },
+    Truncated { message: &'m str, expected: usize, got: usize, missing: usize, first_missing: &'m str },
 }
 
 /// Why values could not be encoded.
@@ -481,7 +482,7 @@ impl Message {
     /// assert_eq!(out[1].physical, dbc::Physical::Int(1));
     /// assert_eq!(out[1].label, Some("First"));
     /// ```
-    pub fn decode<'m>(&'m self, data: &[u8], out: &mut Vec<Decoded<'m>>) -> Result<(), DecodeError> {
+    pub fn decode<'m>(&'m self, data: &[u8], out: &mut Vec<Decoded<'m>>) -> Result<(), DecodeError<'m>> {
         out.clear();
         // The raw values of the multiplexers decoded so far; bit `slot` of `present` says which are.
         let mut multiplexers = [0u64; MAX_MULTIPLEXERS];
@@ -523,11 +524,11 @@ impl Message {
         match first_missing {
             None => Ok(()),
             Some(index) => Err(DecodeError::Truncated {
-                message: self.name.clone(),
+                message: &self.name,
                 expected: self.size,
                 got: data.len(),
                 missing,
-                first_missing: self.signals[index].name.clone(),
+                first_missing: &self.signals[index].name,
             }),
         }
     }

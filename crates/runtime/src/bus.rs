@@ -9,10 +9,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use backoff::Backoff;
 use device::{Args, CommandSpec, Device, DeviceError, Outcome, Sample};
 use tokio::sync::mpsc as async_mpsc;
-
-use crate::backoff::Backoff;
 
 /// Identifies a device: its bus's index and its index on that bus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use board::{Board, BoardError};
 
-use crate::{Bus, Counters, RuntimeError, Settings};
+use crate::settings::{Counters, RuntimeError, Settings};
+use crate::shell::Loop;
 
 /// The command line of every gateway program.
 #[derive(Debug, clap::Parser)]
@@ -16,7 +17,8 @@ pub struct Args {
     /// Simulate every bus, whatever the board file says.
     #[arg(long)]
     pub mock: bool,
-    /// Simulated chips hold their inputs still instead of drifting (for tests).
+    /// Simulated chips and ECUs hold their inputs still instead of drifting (counters still
+    /// count), for tests.
     #[arg(long)]
     pub still: bool,
 }
@@ -40,26 +42,37 @@ impl Args {
     }
 }
 
+/// Why a gateway could not be built from its board file, in the gateway's own words.
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a gateway program stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("the board has no {0} devices")]
-    NoDevices(String),
+    #[error(transparent)]
+    Board(#[from] BoardError),
     #[error("starting the async runtime: {0}")]
     Tokio(std::io::Error),
+    #[error(transparent)]
+    Start(StartError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }
 
-/// Runs a gateway on a single-threaded runtime until SIGINT or SIGTERM.
-pub fn serve(settings: Settings, buses: Vec<Bus>) -> Result<Counters, ServeError> {
-    if buses.is_empty() {
-        return Err(ServeError::NoDevices(settings.bus_kind.to_uppercase()));
-    }
+/// Runs a gateway program: logging, the board file (mocked with `--mock`), then the gateway
+/// that `start` builds from it (inside the async runtime, so it may spawn tasks), on a
+/// single-threaded runtime until SIGINT or SIGTERM.
+pub fn serve<L: Loop>(
+    args: &Args,
+    start: impl FnOnce(&Board) -> Result<(Settings, L), StartError>,
+) -> Result<Counters, ServeError> {
+    init_logging();
+    let board = args.load_board()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ServeError::Tokio)?;
-    let counters = runtime.block_on(crate::run(settings, buses, shutdown_signal()))?;
-    tracing::info!(?counters, "stopped");
-    Ok(counters)
+    let (settings, gateway) = {
+        let _inside = runtime.enter();
+        start(&board).map_err(ServeError::Start)?
+    };
+    Ok(runtime.block_on(crate::shell::run(&settings, gateway, shutdown_signal()))?)
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: info, and warnings only from rumqttc).

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use backoff::Backoff;
 use bytes::Bytes;
 use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS};
 use schema::payload::Payload;
@@ -17,10 +18,9 @@ use schema::topic::GatewayTopics;
 use schema::{Health, Online, Status, Version};
 use tokio::sync::mpsc;
 
-use crate::backoff::Backoff;
-use crate::gateway::{RuntimeError, Settings};
 use crate::outbox::{Message, Outbox};
 use crate::session::{self, SessionEvent};
+use crate::settings::{RuntimeError, Settings};
 
 /// Capacity of rumqttc's request queue. Messages beyond it wait in the outbox.
 const REQUEST_QUEUE: usize = 512;
@@ -183,7 +183,13 @@ impl Link {
         let payload = payload.into();
         if retain {
             // Pending until handed over: if the outbox drops it, the next drain republishes it.
-            self.retained.insert(topic.clone(), Retained { payload: payload.clone(), pending: true });
+            // An update keeps its key, so publishing a known topic costs no allocation here.
+            match self.retained.get_mut(&topic) {
+                Some(retained) => *retained = Retained { payload: payload.clone(), pending: true },
+                None => {
+                    self.retained.insert(topic.clone(), Retained { payload: payload.clone(), pending: true });
+                }
+            }
             self.republish = true;
         }
         let message = Message { topic, payload, qos: QoS::AtLeastOnce, retain };
@@ -227,7 +233,7 @@ impl Link {
             errors: figures.errors,
             dropped: self.dropped(),
             outbox_len: self.outbox.len() as u64,
-            reconnects: self.connects.saturating_sub(1),
+            reconnects: self.reconnects(),
             devices_online: figures.devices_online,
             devices_total: figures.devices_total,
         };
@@ -248,9 +254,9 @@ impl Link {
         self.messages_out
     }
 
-    /// Successful connects so far.
-    pub fn connects(&self) -> u64 {
-        self.connects
+    /// Successful connects after the first one.
+    pub fn reconnects(&self) -> u64 {
+        self.connects.saturating_sub(1)
     }
 
     pub fn outbox_len(&self) -> usize {
@@ -384,8 +390,14 @@ fn read_password(path: &std::path::Path) -> Result<String, RuntimeError> {
 }
 
 fn mqtt_options(settings: &Settings, topics: &GatewayTopics) -> MqttOptions {
-    let mut options =
-        MqttOptions::new(settings.client_id.clone(), settings.broker.ip().to_string(), settings.broker.port());
+    let mut options = match &settings.broker_socket {
+        Some(path) => {
+            let mut options = MqttOptions::new(settings.client_id.clone(), path.to_string_lossy(), 0);
+            options.set_transport(rumqttc::Transport::unix());
+            options
+        }
+        None => MqttOptions::new(settings.client_id.clone(), settings.broker.ip().to_string(), settings.broker.port()),
+    };
     options.set_keep_alive(settings.keep_alive);
     // Every connect is a new session: the gateway subscribes and republishes after each
     // CONNACK, and keeps unacknowledged messages itself (see session.rs).

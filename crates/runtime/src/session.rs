@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use backoff::Backoff;
 use rumqttc::{Event, EventLoop, Outgoing, Packet, Request};
 use tokio::sync::mpsc;
 
-use crate::backoff::Backoff;
 use crate::outbox::Message;
 
 /// What the connection task reports to the gateway loop.

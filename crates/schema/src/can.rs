@@ -158,6 +158,29 @@ pub struct CanBusState {
     pub reopened: u64,
 }
 
+impl CanBusState {
+    /// A bus before anything happened on it: down, every counter at 0.
+    pub fn new(bus: &str, interface: &str, fd: bool) -> CanBusState {
+        CanBusState {
+            v: Version,
+            ts: String::new(),
+            bus: bus.to_owned(),
+            interface: interface.to_owned(),
+            state: BusStateName::Down,
+            fd,
+            rx_frames: 0,
+            tx_frames: 0,
+            unknown_frames: 0,
+            decode_errors: 0,
+            published: 0,
+            suppressed: 0,
+            lost_frames: 0,
+            bus_errors: 0,
+            reopened: 0,
+        }
+    }
+}
+
 impl crate::payload::Payload for CanBusState {}
 impl crate::payload::Payload for CanMessage {}
 impl crate::payload::Payload for CanFrame {}

@@ -61,6 +61,12 @@ impl CommandError {
         Self { id: command.id.clone(), action: Some(command.action.clone()), ..Self::new(kind, message) }
     }
 
+    /// A command that was read but cannot run now (the bus is busy, its thread or task has
+    /// stopped), for the command with this id and action.
+    pub fn unavailable(id: Option<String>, action: String, message: impl Into<String>) -> Self {
+        Self { id, action: Some(action), ..Self::new(ErrorKind::Unavailable, message) }
+    }
+
     /// A command published with the retain flag would run again at every gateway restart and
     /// resubscription, so it is refused.
     pub fn check_not_retained(command: &Command, retain: bool) -> Result<(), CommandError> {

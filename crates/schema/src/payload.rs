@@ -292,6 +292,24 @@ pub trait Payload: Serialize {
 
 impl Payload for Reading {}
 impl Payload for Reply {}
+
+impl Reply {
+    /// The reply of `device` refusing a command: the error and whatever of the command (id,
+    /// action) could be read.
+    pub fn refused(device: impl Into<String>, error: &crate::CommandError) -> Reply {
+        Reply {
+            v: Version,
+            ts: crate::now(),
+            id: error.id.clone(),
+            device: device.into(),
+            action: error.action.clone(),
+            ok: false,
+            values: BTreeMap::new(),
+            note: None,
+            error: Some(error.to_reply_error()),
+        }
+    }
+}
 impl Payload for Availability {}
 impl Payload for Status {}
 impl Payload for Health {}

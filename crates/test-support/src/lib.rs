@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc, reason = "test helpers fail loudly")]
 
 pub mod bench;
+pub mod fixtures;
 pub mod gateway;
 pub mod vm;
 

@@ -1,35 +1,33 @@
-//! The CAN gateway loop: one task owns every bus's decoding and publish state and the MQTT
-//! link; each interface has its own port task (`port.rs`). Frames are decoded with the bus's
-//! DBC files and published by the publish policy; unknown frames can be published raw; commands
-//! encode and send frames and are answered once the interface has taken the frame.
+//! The CAN gateway loop, driven by the runtime's shell: it owns every bus's state, takes what
+//! the interface tasks (`port.rs`) report (frames, bus state, lost frames, send results) and
+//! publishes each bus's availability and counters. Frames go on to `publish.rs`, commands to
+//! `command.rs`.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::fs::File;
-use std::future::Future;
 use std::io::BufWriter;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use board::can::{CanBus, Policy, RawFrames};
+use board::can::CanBus;
 use buses::can::replay::Recorder;
-use buses::can::{BusState, CanError, CanEvent, CanFrame, MockCanBus};
+use buses::can::{BusState, CanEvent, CanFrame, MockCanBus};
 use bytes::Bytes;
-use device::{CommandSpec, Param, ParamKind, Value};
-use runtime::link::{HealthFigures, Link};
-use runtime::{Counters, Settings};
-use schema::can::{BusStateName, CanBusState, CanTopics, SignalArg};
+use runtime::Settings;
+use runtime::shell::{Devices, Loop, Shell};
+use schema::can::{BusStateName, CanBusState, CanTopics};
 use schema::payload::Payload;
-use schema::topic::{DeviceLeaf, DeviceTopics, Parsed};
-use schema::{
-    Availability, Command, CommandError, ErrorKind, Measurement, Online, Reply, ReplyError, Version, WireValue,
-};
+use schema::topic::DeviceTopics;
+use schema::{Availability, Online, Version};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::decoder::{self, Decoder, Lookup};
-use crate::policy::{Decision, Tracker};
+use crate::command::ReplyContext;
+use crate::decoder::Decoder;
+use crate::policy::Tracker;
 use crate::port::{self, Opener, PortEvent, SendJob};
+use crate::publish::{Key, Publisher, Slot};
 use crate::sim;
 
 /// One CAN bus, ready to run.
@@ -54,138 +52,122 @@ pub struct Options {
     pub still: bool,
 }
 
-/// Raw identifiers whose publish state is kept; frames of further identifiers are counted but
-/// not published raw, so a bus full of random identifiers cannot grow memory.
-const MAX_RAW_IDS: usize = 1024;
+/// One bus's state in the loop.
+pub(crate) struct Bus {
+    pub name: String,
+    pub can: CanBus,
+    pub decoder: Decoder,
+    pub topics: CanTopics,
+    pub bus_topics: DeviceTopics,
+    /// The published slot of each DBC message, by message index.
+    pub messages: Vec<Slot>,
+    /// DBC message indexes by name, for commands.
+    pub by_name: HashMap<String, usize>,
+    /// The published slots of raw identifiers, made on their first frame.
+    pub raw: HashMap<u32, Slot>,
+    /// Set once the warning about too many raw identifiers was logged.
+    pub raw_full_warned: bool,
+    pub state: BusState,
+    pub opened_before: bool,
+    /// What the bus counts, kept as the payload of its `state` topic (time and state are set
+    /// when it is published).
+    pub counters: CanBusState,
+    /// The interface task's send queue, bounded so a flood of commands is refused.
+    pub jobs: mpsc::Sender<SendJob<ReplyContext>>,
+    pub mock: Option<MockCanBus>,
+    pub recorder: Option<Recorder<BufWriter<File>>>,
+}
 
-/// How a send command is answered.
+/// The CAN gateway's loop: every bus's decoding, publishing and command state.
+pub struct CanLoop {
+    board: String,
+    pub(crate) buses: Vec<Bus>,
+    /// What the interface tasks report, tagged with the bus index.
+    events: mpsc::Receiver<(usize, PortEvent<ReplyContext>)>,
+    /// The interface tasks and the simulations of mock buses, aborted at stop.
+    tasks: Vec<JoinHandle<()>>,
+    /// Deferred publications and the buffers reused across frames.
+    publisher: Publisher,
+}
+
+/// What the CAN loop waits for besides MQTT.
 #[derive(Debug)]
-pub struct ReplyContext {
-    topic: String,
-    device: String,
-    id: Option<String>,
-    action: String,
-    note: Option<String>,
+#[allow(clippy::large_enum_variant, reason = "frames move by value; boxing would allocate per frame")]
+pub enum Event {
+    Port(usize, PortEvent<ReplyContext>),
+    /// The soonest deferred publication is due.
+    Deadline,
 }
 
-/// A publication waiting for the end of a minimum interval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Key {
-    Message(usize),
-    Raw(u32),
+impl std::fmt::Debug for CanLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CanLoop").field("buses", &self.buses.len()).finish()
+    }
 }
 
-#[derive(Debug, Default, Clone)]
-struct BusCounters {
-    rx_frames: u64,
-    tx_frames: u64,
-    unknown_frames: u64,
-    decode_errors: u64,
-    published: u64,
-    suppressed: u64,
-    lost_frames: u64,
-    bus_errors: u64,
-    reopened: u64,
-}
-
-struct RawTrack {
-    tracker: Tracker,
-    newest: Option<(CanFrame, SystemTime)>,
-}
-
-struct Bus {
-    name: String,
-    can: CanBus,
-    decoder: Decoder,
-    topics: CanTopics,
-    bus_topics: DeviceTopics,
-    /// By message index: state topic, publish state, sequence number, newest deferred frame.
-    state_topics: Vec<String>,
-    reply_topics: HashMap<String, (usize, String)>,
-    trackers: Vec<Tracker>,
-    seq: Vec<u64>,
-    newest: Vec<Option<(CanFrame, SystemTime)>>,
-    raw: HashMap<u32, RawTrack>,
-    raw_full_warned: bool,
-    state: BusState,
-    opened_before: bool,
-    counters: BusCounters,
-    jobs: mpsc::Sender<SendJob<ReplyContext>>,
-    mock: Option<MockCanBus>,
-    recorder: Option<Recorder<BufWriter<File>>>,
-}
-
-struct Gateway {
-    settings: Settings,
-    link: Link,
-    buses: Vec<Bus>,
-    deadlines: BinaryHeap<Reverse<(Instant, usize, Key)>>,
-    counters: Counters,
-    started: Instant,
-    /// Scratch buffer for payloads.
-    out: Vec<u8>,
-    /// Scratch buffer for signal values.
-    values: Vec<(usize, f64)>,
-}
-
-/// Runs the gateway until `shutdown` completes; returns its counters.
-pub async fn run(
-    settings: Settings,
-    plans: Vec<BusPlan>,
-    options: Options,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<Counters> {
-    let (events_tx, mut events) = mpsc::channel(4096);
-    let mut buses = Vec::new();
-    let mut tasks = Vec::new();
-    let several = plans.len() > 1;
-    for (index, plan) in plans.into_iter().enumerate() {
-        let (jobs_tx, jobs_rx) = mpsc::channel(64);
-        let retry = settings.retry;
-        tasks.push(tokio::spawn(port::run(
-            index,
-            plan.opener.clone(),
-            events_tx.clone(),
-            jobs_rx,
-            retry.min,
-            retry.max,
-        )));
-        if let Some(mock) = &plan.mock {
-            tasks.extend(sim::start(mock, &plan.can, &plan.decoder, options.still)?);
+impl CanLoop {
+    /// Starts every bus's interface task (and simulation, on a mock bus). Must be called inside
+    /// a tokio runtime.
+    pub fn start(settings: &Settings, plans: Vec<BusPlan>, options: &Options) -> anyhow::Result<CanLoop> {
+        if plans.is_empty() {
+            anyhow::bail!("the board has no CAN buses");
         }
-        let recorder = match &options.record {
-            Some(path) => Some(open_recorder(path, &plan.name, &plan.can.interface, several)?),
-            None => None,
+        let (events_tx, events) = mpsc::channel(4096);
+        let mut gateway = CanLoop {
+            board: settings.board.clone(),
+            buses: Vec::new(),
+            events,
+            tasks: Vec::new(),
+            publisher: Publisher::default(),
         };
-        buses.push(Bus::new(&settings.board, plan, jobs_tx, recorder));
+        let several = plans.len() > 1;
+        for (index, plan) in plans.into_iter().enumerate() {
+            let (jobs_tx, jobs_rx) = mpsc::channel(64);
+            let retry = settings.retry;
+            let port = port::run(index, plan.opener.clone(), events_tx.clone(), jobs_rx, retry.min, retry.max);
+            gateway.tasks.push(tokio::spawn(port));
+            if let Some(mock) = &plan.mock {
+                gateway.tasks.extend(sim::start(mock, &plan.can, &plan.decoder, options.still)?);
+            }
+            let recorder = match &options.record {
+                Some(path) => Some(open_recorder(path, &plan.name, &plan.can.interface, several)?),
+                None => None,
+            };
+            gateway.buses.push(Bus::new(&settings.board, plan, jobs_tx, recorder));
+        }
+        Ok(gateway)
     }
-    drop(events_tx);
+}
 
-    let mut filters = vec![schema::topic::command_filter(&settings.board, schema::can::BUS_KIND)];
-    if buses.iter().any(|bus| bus.mock.is_some()) {
-        filters.push(schema::topic::sim_filter(&settings.board, schema::can::BUS_KIND));
+impl Drop for CanLoop {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
     }
-    let link = Link::start(&settings, filters)?;
-    let mut gateway = Gateway {
-        link,
-        buses,
-        deadlines: BinaryHeap::new(),
-        counters: Counters::default(),
-        started: Instant::now(),
-        out: Vec::with_capacity(1024),
-        values: Vec::with_capacity(64),
-        settings,
-    };
-    for index in 0..gateway.buses.len() {
-        gateway.publish_bus_state(index, Some("starting".into()));
-    }
-    tracing::info!(broker = %gateway.settings.broker, buses = gateway.buses.len(), "CAN gateway starting");
+}
 
-    let mut health = tokio::time::interval(gateway.settings.health_interval);
-    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
-    loop {
-        let next = gateway.deadlines.peek().map(|Reverse((at, _, _))| *at);
+impl Loop for CanLoop {
+    type Event = Event;
+
+    fn filters(&self) -> Vec<String> {
+        // The simulation topics of real buses too, so that a control sent to one is refused
+        // rather than never answered.
+        vec![
+            schema::topic::command_filter(&self.board, schema::can::BUS_KIND),
+            schema::topic::sim_filter(&self.board, schema::can::BUS_KIND),
+        ]
+    }
+
+    fn start(&mut self, shell: &mut Shell) {
+        for index in 0..self.buses.len() {
+            self.publish_bus_state(index, Some("starting".into()), shell);
+        }
+        tracing::info!(buses = self.buses.len(), "CAN buses starting");
+    }
+
+    async fn next(&mut self) -> Option<Event> {
+        let next = self.publisher.next_deadline();
         let deadline = async {
             match next {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -193,26 +175,43 @@ pub async fn run(
             }
         };
         tokio::select! {
-            () = &mut shutdown => break,
-            Some((bus, event)) = events.recv() => gateway.on_port_event(bus, event),
-            Some(publish) = gateway.link.recv() => gateway.on_command(&publish),
-            () = deadline => gateway.on_deadlines(),
-            _ = health.tick() => gateway.publish_health(),
+            event = self.events.recv() => event.map(|(bus, event)| Event::Port(bus, event)),
+            () = deadline => Some(Event::Deadline),
         }
     }
 
-    tracing::info!("CAN gateway stopping");
-    for task in &tasks {
-        task.abort();
-    }
-    for bus in &mut gateway.buses {
-        if let Some(recorder) = &mut bus.recorder {
-            let _ = recorder.flush();
+    fn on_event(&mut self, event: Event, shell: &mut Shell) {
+        match event {
+            Event::Port(bus, event) => self.on_port_event(bus, event, shell),
+            Event::Deadline => self.on_deadlines(shell),
         }
     }
-    let counters = gateway.final_counters();
-    gateway.link.stop().await;
-    Ok(counters)
+
+    fn on_message(&mut self, publish: &rumqttc::Publish, shell: &mut Shell) {
+        self.on_command(publish, shell);
+    }
+
+    fn health(&mut self, shell: &mut Shell) -> Devices {
+        for index in 0..self.buses.len() {
+            if let Some(recorder) = &mut self.buses[index].recorder {
+                let _ = recorder.flush();
+            }
+            self.publish_counters(index, shell);
+        }
+        let online = self.buses.iter().filter(|b| b.state.is_up()).count();
+        Devices { online: online as u64, total: self.buses.len() as u64 }
+    }
+
+    async fn stop(mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for bus in &mut self.buses {
+            if let Some(recorder) = &mut bus.recorder {
+                let _ = recorder.flush();
+            }
+        }
+    }
 }
 
 fn open_recorder(
@@ -234,38 +233,32 @@ fn open_recorder(
 }
 
 impl Bus {
-    fn new(
+    pub(crate) fn new(
         board: &str,
         plan: BusPlan,
         jobs: mpsc::Sender<SendJob<ReplyContext>>,
         recorder: Option<Recorder<BufWriter<File>>>,
     ) -> Bus {
         let topics = CanTopics::new(board, &plan.name);
-        let messages = plan.decoder.messages();
-        let state_topics = messages.iter().map(|m| topics.message(&m.name).state()).collect();
-        let reply_topics = messages
+        let definitions = plan.decoder.messages();
+        let messages = definitions
             .iter()
-            .enumerate()
-            .map(|(index, m)| (m.name.clone(), (index, topics.message(&m.name).reply())))
+            .map(|m| {
+                let policies = m.signals.iter().map(|s| plan.can.policy(&m.name, &s.name)).collect();
+                Slot::new(topics.message(&m.name).state(), Tracker::new(policies))
+            })
             .collect();
-        let trackers = messages
-            .iter()
-            .map(|m| Tracker::new(m.signals.iter().map(|s| plan.can.policy(&m.name, &s.name)).collect()))
-            .collect();
-        let count = messages.len();
+        let by_name = definitions.iter().enumerate().map(|(index, m)| (m.name.clone(), index)).collect();
         Bus {
             bus_topics: topics.bus(),
             topics,
-            state_topics,
-            reply_topics,
-            trackers,
-            seq: vec![0; count],
-            newest: vec![None; count],
+            messages,
+            by_name,
             raw: HashMap::new(),
             raw_full_warned: false,
             state: BusState::Down,
             opened_before: false,
-            counters: BusCounters::default(),
+            counters: CanBusState::new(&plan.name, &plan.can.interface, plan.can.fd),
             jobs,
             mock: plan.mock,
             recorder,
@@ -274,10 +267,18 @@ impl Bus {
             decoder: plan.decoder,
         }
     }
+
+    /// A published slot, if it exists.
+    pub(crate) fn slot(&mut self, key: Key) -> Option<&mut Slot> {
+        match key {
+            Key::Message(message) => self.messages.get_mut(message),
+            Key::Raw(raw) => self.raw.get_mut(&raw),
+        }
+    }
 }
 
-impl Gateway {
-    fn on_port_event(&mut self, index: usize, event: PortEvent<ReplyContext>) {
+impl CanLoop {
+    fn on_port_event(&mut self, index: usize, event: PortEvent<ReplyContext>, shell: &mut Shell) {
         match event {
             PortEvent::Opened => {
                 let bus = &mut self.buses[index];
@@ -287,7 +288,7 @@ impl Gateway {
                 }
                 bus.opened_before = true;
                 bus.state = BusState::ErrorActive;
-                self.publish_bus_state(index, None);
+                self.publish_bus_state(index, None, shell);
             }
             PortEvent::Closed(error) => {
                 let bus = &mut self.buses[index];
@@ -295,16 +296,16 @@ impl Gateway {
                 bus.state = BusState::Down;
                 if was_up || !bus.opened_before {
                     tracing::warn!(bus = %bus.name, %error, "interface unavailable; retrying");
-                    self.publish_bus_state(index, Some(error.to_string()));
+                    self.publish_bus_state(index, Some(error.to_string()), shell);
                 }
             }
-            PortEvent::Can(CanEvent::Frame { frame, at }) => self.on_frame(index, frame, at),
+            PortEvent::Can(CanEvent::Frame { frame, at }) => self.on_frame(index, frame, at, shell),
             PortEvent::Can(CanEvent::State(state)) => {
                 let bus = &mut self.buses[index];
                 if bus.state != state {
                     tracing::info!(bus = %bus.name, state = state.as_str(), "bus state");
                     bus.state = state;
-                    self.publish_bus_state(index, None);
+                    self.publish_bus_state(index, None, shell);
                 }
             }
             PortEvent::Can(CanEvent::Overflow { lost }) => {
@@ -317,406 +318,30 @@ impl Gateway {
                 bus.counters.bus_errors += 1;
                 tracing::debug!(bus = %bus.name, %error, "bus error");
             }
-            PortEvent::Sent { job, result } => self.on_sent(index, job, result),
+            PortEvent::Sent { job, result } => self.on_sent(index, job, result, shell),
         }
     }
 
-    fn on_frame(&mut self, index: usize, frame: CanFrame, at: SystemTime) {
-        let now = Instant::now();
+    fn on_frame(&mut self, index: usize, frame: CanFrame, at: SystemTime, shell: &mut Shell) {
         let bus = &mut self.buses[index];
-        bus.counters.rx_frames += 1;
         if let Some(recorder) = &mut bus.recorder
             && let Err(error) = recorder.record(&frame, at)
         {
             tracing::warn!(bus = %bus.name, %error, "cannot write the candump log; recording stops");
             bus.recorder = None;
         }
-        let known = match bus.decoder.lookup(&frame) {
-            Lookup::Message { index: message, .. } => {
-                self.on_message(index, message, &frame, at, now, false);
-                true
-            }
-            Lookup::Unknown => {
-                bus.counters.unknown_frames += 1;
-                false
-            }
-        };
-        let bus = &self.buses[index];
-        let raw = match bus.can.raw {
-            RawFrames::All => true,
-            RawFrames::Unknown => !known,
-            RawFrames::None => false,
-        };
-        if raw {
-            self.on_raw(index, &frame, at, now);
-        }
+        let mut emit =
+            |topic: &str, payload: &[u8]| shell.publish(topic.to_owned(), Bytes::copy_from_slice(payload), true);
+        self.publisher.receive(bus, index, (&frame, at), Instant::now(), &mut emit);
     }
 
-    /// Decodes a frame of a known message and publishes it if the policy says so; `deferred`
-    /// when a deferred publication has come due.
-    fn on_message(
-        &mut self,
-        index: usize,
-        message: usize,
-        frame: &CanFrame,
-        at: SystemTime,
-        now: Instant,
-        deferred: bool,
-    ) {
-        let bus = &mut self.buses[index];
-        let definition = &bus.decoder.messages()[message];
-        let mut decoded = Vec::with_capacity(definition.signals.len());
-        if let Err(error) = definition.decode(frame.data(), &mut decoded) {
-            bus.counters.decode_errors += 1;
-            tracing::debug!(bus = %bus.name, %error, "frame does not match its DBC message");
-            if decoded.is_empty() {
-                return;
-            }
-        }
-        self.values.clear();
-        self.values.extend(decoded.iter().map(|d| (d.index, decoder::as_f64(d.physical))));
-        let decision = if deferred { Decision::Publish } else { bus.trackers[message].decide(now, &self.values) };
-        match decision {
-            Decision::Publish => {
-                decoder::write_message(
-                    &mut self.out,
-                    &bus.name,
-                    definition,
-                    &decoded,
-                    at,
-                    bus.seq[message],
-                    frame.is_fd(),
-                );
-                bus.trackers[message].published(now, &self.values);
-                bus.seq[message] += 1;
-                bus.counters.published += 1;
-                bus.newest[message] = None;
-                let topic = bus.state_topics[message].clone();
-                self.link.publish(topic, Bytes::copy_from_slice(&self.out), true);
-            }
-            Decision::Defer(due) => {
-                bus.counters.suppressed += 1;
-                let first = bus.newest[message].is_none();
-                bus.newest[message] = Some((*frame, at));
-                if first {
-                    self.deadlines.push(Reverse((due, index, Key::Message(message))));
-                }
-            }
-            Decision::Suppress => {
-                bus.counters.suppressed += 1;
-                if bus.newest[message].is_some() {
-                    // A deferred publication goes out with the newest frame.
-                    bus.newest[message] = Some((*frame, at));
-                }
-            }
-        }
+    fn on_deadlines(&mut self, shell: &mut Shell) {
+        let mut emit =
+            |topic: &str, payload: &[u8]| shell.publish(topic.to_owned(), Bytes::copy_from_slice(payload), true);
+        self.publisher.on_deadlines(&mut self.buses, Instant::now(), &mut emit);
     }
 
-    fn on_raw(&mut self, index: usize, frame: &CanFrame, at: SystemTime, now: Instant) {
-        let bus = &mut self.buses[index];
-        let key = frame.id() | (u32::from(frame.is_extended()) << 31);
-        if !bus.raw.contains_key(&key) && bus.raw.len() >= MAX_RAW_IDS {
-            if !bus.raw_full_warned {
-                tracing::warn!(bus = %bus.name, "more than {MAX_RAW_IDS} raw identifiers; frames of new ones are not published raw");
-                bus.raw_full_warned = true;
-            }
-            return;
-        }
-        let policy: Policy = bus.can.publish;
-        let track =
-            bus.raw.entry(key).or_insert_with(|| RawTrack { tracker: Tracker::new(vec![policy]), newest: None });
-        let values = [(0, data_fingerprint(frame))];
-        match track.tracker.decide(now, &values) {
-            Decision::Publish => {
-                track.tracker.published(now, &values);
-                track.newest = None;
-                decoder::write_frame(&mut self.out, &bus.name, frame, at);
-                let topic = bus.topics.frame(frame.id(), frame.is_extended());
-                self.link.publish(topic, Bytes::copy_from_slice(&self.out), true);
-            }
-            Decision::Defer(due) => {
-                if track.newest.is_none() {
-                    self.deadlines.push(Reverse((due, index, Key::Raw(key))));
-                }
-                track.newest = Some((*frame, at));
-            }
-            Decision::Suppress => {
-                if track.newest.is_some() {
-                    track.newest = Some((*frame, at));
-                }
-            }
-        }
-    }
-
-    fn on_deadlines(&mut self) {
-        let now = Instant::now();
-        while let Some(Reverse((due, index, key))) = self.deadlines.peek().copied() {
-            if due > now {
-                break;
-            }
-            self.deadlines.pop();
-            let bus = &mut self.buses[index];
-            match key {
-                Key::Message(message) => {
-                    if !bus.trackers[message].take_deferred(due) {
-                        continue;
-                    }
-                    if let Some((frame, at)) = bus.newest[message].take() {
-                        self.on_message(index, message, &frame, at, now, true);
-                    }
-                }
-                Key::Raw(key) => {
-                    let Some(track) = bus.raw.get_mut(&key) else { continue };
-                    if !track.tracker.take_deferred(due) {
-                        continue;
-                    }
-                    if let Some((frame, at)) = track.newest.take() {
-                        let values = [(0, data_fingerprint(&frame))];
-                        track.tracker.published(now, &values);
-                        decoder::write_frame(&mut self.out, &bus.name, &frame, at);
-                        let topic = bus.topics.frame(frame.id(), frame.is_extended());
-                        self.link.publish(topic, Bytes::copy_from_slice(&self.out), true);
-                    }
-                }
-            }
-        }
-    }
-
-    fn on_command(&mut self, publish: &rumqttc::Publish) {
-        let Some(Parsed::Device { bus, device, leaf, .. }) = schema::topic::parse(&publish.topic) else { return };
-        let Some(index) = self.buses.iter().position(|b| b.name == bus) else { return };
-        self.counters.commands_in += 1;
-        let device = device.to_owned();
-        let reply_topic = if device == schema::can::BUS_DEVICE {
-            self.buses[index].bus_topics.reply()
-        } else {
-            self.buses[index].topics.message(&device).reply()
-        };
-        let parsed = Command::parse(&publish.payload)
-            .and_then(|command| CommandError::check_not_retained(&command, publish.retain).map(|()| command));
-        let command = match parsed {
-            Ok(command) => command,
-            Err(error) => return self.refuse(&reply_topic, &device, &error),
-        };
-        let result = match (leaf, device.as_str()) {
-            (DeviceLeaf::Set, schema::can::BUS_DEVICE) => self.send_raw(index, &command, &reply_topic),
-            (DeviceLeaf::Sim, schema::can::BUS_DEVICE) => self.sim_command(index, &command, &reply_topic),
-            (DeviceLeaf::Set, message) => self.send_message(index, message, &command, &reply_topic),
-            (DeviceLeaf::Sim, _) => Err(CommandError::about(
-                &command,
-                ErrorKind::InvalidCommand,
-                format!("simulation controls are on the bus's own topic, {}", self.buses[index].bus_topics.sim()),
-            )),
-            _ => return,
-        };
-        if let Err(error) = result {
-            self.refuse(&reply_topic, &device, &error);
-        }
-    }
-
-    fn send_message(&mut self, index: usize, name: &str, command: &Command, reply: &str) -> Result<(), CommandError> {
-        let bus = &self.buses[index];
-        let error = |kind, message: String| CommandError::about(command, kind, message);
-        let Some(&(message, _)) = bus.reply_topics.get(name) else {
-            return Err(error(ErrorKind::InvalidCommand, format!("bus {:?} has no DBC message {name:?}", bus.name)));
-        };
-        if command.action != "send" {
-            return Err(error(
-                ErrorKind::UnknownAction,
-                format!("unknown action {:?}; a message takes \"send\" with signal values as args", command.action),
-            ));
-        }
-        let args = schema::can::signal_args(command)?;
-        let values: Vec<(&str, dbc::Value<'_>)> = args
-            .iter()
-            .map(|(name, arg)| {
-                let value = match arg {
-                    SignalArg::Number(n) => dbc::Value::Number(*n),
-                    SignalArg::Label(label) => dbc::Value::Label(label),
-                };
-                (name.as_str(), value)
-            })
-            .collect();
-        let definition = &bus.decoder.messages()[message];
-        let encoded = definition.encode(&values).map_err(|e| error(ErrorKind::InvalidArgument, e.to_string()))?;
-        let fd = definition.fd || encoded.data.len() > 8;
-        let frame = if fd {
-            if !bus.can.fd {
-                return Err(error(
-                    ErrorKind::NotAllowed,
-                    format!("{name} is a CAN FD message but bus {:?} is not in FD mode (fd = true)", bus.name),
-                ));
-            }
-            CanFrame::fd(definition.id, definition.extended, bus.can.data_bitrate.is_some(), &encoded.data)
-        } else {
-            CanFrame::classic(definition.id, definition.extended, &encoded.data)
-        }
-        .map_err(|e| error(ErrorKind::InvalidArgument, e.to_string()))?;
-        let note = (!encoded.defaulted.is_empty())
-            .then(|| format!("signals not given took their initial values: {}", encoded.defaulted.join(", ")));
-        self.queue(
-            index,
-            frame,
-            ReplyContext {
-                topic: reply.to_owned(),
-                device: name.to_owned(),
-                id: command.id.clone(),
-                action: command.action.clone(),
-                note,
-            },
-        )
-    }
-
-    fn send_raw(&mut self, index: usize, command: &Command, reply: &str) -> Result<(), CommandError> {
-        let bus = &self.buses[index];
-        let description = device::Description { model: "CAN bus", quantities: Vec::new(), commands: raw_commands() };
-        let args = command.args_for(&description)?;
-        if !bus.can.raw_send {
-            return Err(CommandError::about(
-                command,
-                ErrorKind::NotAllowed,
-                format!("raw sends are not allowed on bus {:?}; the board file must say raw_send = true", bus.name),
-            ));
-        }
-        let int = |name: &str| args.get(name).and_then(Value::as_f64).map(|v| v as u32);
-        let flag = |name: &str| matches!(args.get(name), Some(Value::Bool(true)));
-        let id = int("id").unwrap_or(0);
-        let extended =
-            args.get("extended").map_or(id > buses::can::MAX_STANDARD_ID, |v| matches!(v, Value::Bool(true)));
-        let data = match args.get("data") {
-            Some(Value::Bytes(bytes)) => bytes.clone(),
-            _ => Vec::new(),
-        };
-        let frame = if flag("rtr") {
-            CanFrame::remote(id, extended, int("dlc").unwrap_or(data.len() as u32) as u8)
-        } else if flag("fd") {
-            CanFrame::fd(id, extended, flag("brs"), &data)
-        } else {
-            CanFrame::classic(id, extended, &data)
-        };
-        let frame = frame.map_err(|e| CommandError::about(command, ErrorKind::InvalidArgument, e.to_string()))?;
-        if frame.is_fd() && !bus.can.fd {
-            return Err(CommandError {
-                kind: ErrorKind::NotAllowed,
-                message: format!("bus {:?} is not in FD mode (fd = true)", bus.name),
-                field: Some("args.fd".into()),
-                expected: None,
-                got: None,
-                id: command.id.clone(),
-                action: Some(command.action.clone()),
-            });
-        }
-        self.queue(
-            index,
-            frame,
-            ReplyContext {
-                topic: reply.to_owned(),
-                device: schema::can::BUS_DEVICE.to_owned(),
-                id: command.id.clone(),
-                action: command.action.clone(),
-                note: None,
-            },
-        )
-    }
-
-    fn queue(&mut self, index: usize, frame: CanFrame, context: ReplyContext) -> Result<(), CommandError> {
-        let bus = &self.buses[index];
-        bus.jobs.try_send(SendJob { frame, context }).map_err(|refused| {
-            let (job, message) = match refused {
-                mpsc::error::TrySendError::Full(job) => (job, "the bus is busy: 64 sends are waiting".to_owned()),
-                mpsc::error::TrySendError::Closed(job) => (job, "the interface task has stopped".to_owned()),
-            };
-            CommandError {
-                kind: ErrorKind::Unavailable,
-                message,
-                field: None,
-                expected: None,
-                got: None,
-                id: job.context.id,
-                action: Some(job.context.action),
-            }
-        })
-    }
-
-    fn on_sent(&mut self, index: usize, job: SendJob<ReplyContext>, result: Result<(), CanError>) {
-        let bus = &mut self.buses[index];
-        let context = job.context;
-        let mut reply = Reply {
-            v: Version,
-            ts: schema::now(),
-            id: context.id,
-            device: context.device,
-            action: Some(context.action),
-            ok: result.is_ok(),
-            values: Default::default(),
-            note: context.note,
-            error: None,
-        };
-        match result {
-            Ok(()) => {
-                bus.counters.tx_frames += 1;
-                let frame = job.frame;
-                let data: String = frame.data().iter().map(|b| format!("{b:02x}")).collect();
-                reply
-                    .values
-                    .insert("id".into(), Measurement { value: WireValue::Int(i64::from(frame.id())), unit: None });
-                reply.values.insert("data".into(), Measurement { value: WireValue::Text(data), unit: None });
-            }
-            Err(error) => {
-                let kind = match error {
-                    CanError::BusOff | CanError::Io(_) | CanError::Configure { .. } => ErrorKind::BusError,
-                    CanError::NoBufferSpace => ErrorKind::Unavailable,
-                    CanError::Down(_) | CanError::Open { .. } => ErrorKind::DeviceOffline,
-                    CanError::FdNotEnabled => ErrorKind::NotAllowed,
-                };
-                self.counters.errors += 1;
-                reply.error =
-                    Some(ReplyError { kind, message: error.to_string(), field: None, expected: None, got: None });
-            }
-        }
-        self.link.publish(context.topic, reply.to_json(), false);
-    }
-
-    fn sim_command(&mut self, index: usize, command: &Command, reply: &str) -> Result<(), CommandError> {
-        let bus = &self.buses[index];
-        let Some(mock) = bus.mock.clone() else { return Ok(()) };
-        let description = device::Description { model: "CAN bus", quantities: Vec::new(), commands: sim::commands() };
-        let args = command.args_for(&description)?;
-        let note = sim::control(&mock, &command.action, &args);
-        tracing::info!(bus = %self.buses[index].name, action = %command.action, "simulation control");
-        let answer = Reply {
-            v: Version,
-            ts: schema::now(),
-            id: command.id.clone(),
-            device: schema::can::BUS_DEVICE.to_owned(),
-            action: Some(command.action.clone()),
-            ok: true,
-            values: Default::default(),
-            note: Some(note),
-            error: None,
-        };
-        self.link.publish(reply.to_owned(), answer.to_json(), false);
-        Ok(())
-    }
-
-    fn refuse(&mut self, topic: &str, device: &str, error: &CommandError) {
-        self.counters.errors += 1;
-        tracing::info!(device, %error, "command refused");
-        let reply = Reply {
-            v: Version,
-            ts: schema::now(),
-            id: error.id.clone(),
-            device: device.to_owned(),
-            action: error.action.clone(),
-            ok: false,
-            values: Default::default(),
-            note: None,
-            error: Some(error.to_reply_error()),
-        };
-        self.link.publish(topic.to_owned(), reply.to_json(), false);
-    }
-
-    fn publish_bus_state(&mut self, index: usize, reason: Option<String>) {
+    fn publish_bus_state(&mut self, index: usize, reason: Option<String>, shell: &mut Shell) {
         let bus = &self.buses[index];
         let up = bus.state.is_up();
         let reason =
@@ -728,106 +353,20 @@ impl Gateway {
             reason,
         };
         let topic = bus.bus_topics.availability();
-        self.link.publish(topic, availability.to_json(), true);
-        self.publish_counters(index);
+        shell.publish(topic, availability.to_json(), true);
+        self.publish_counters(index, shell);
     }
 
-    fn publish_counters(&mut self, index: usize) {
-        let bus = &self.buses[index];
-        let c = &bus.counters;
-        let state = CanBusState {
-            v: Version,
-            ts: schema::now(),
-            bus: bus.name.clone(),
-            interface: bus.can.interface.clone(),
-            state: match bus.state {
-                BusState::ErrorActive => BusStateName::ErrorActive,
-                BusState::ErrorWarning => BusStateName::ErrorWarning,
-                BusState::ErrorPassive => BusStateName::ErrorPassive,
-                BusState::BusOff => BusStateName::BusOff,
-                BusState::Down => BusStateName::Down,
-            },
-            fd: bus.can.fd,
-            rx_frames: c.rx_frames,
-            tx_frames: c.tx_frames,
-            unknown_frames: c.unknown_frames,
-            decode_errors: c.decode_errors,
-            published: c.published,
-            suppressed: c.suppressed,
-            lost_frames: c.lost_frames,
-            bus_errors: c.bus_errors,
-            reopened: c.reopened,
+    fn publish_counters(&mut self, index: usize, shell: &mut Shell) {
+        let bus = &mut self.buses[index];
+        bus.counters.ts = schema::now();
+        bus.counters.state = match bus.state {
+            BusState::ErrorActive => BusStateName::ErrorActive,
+            BusState::ErrorWarning => BusStateName::ErrorWarning,
+            BusState::ErrorPassive => BusStateName::ErrorPassive,
+            BusState::BusOff => BusStateName::BusOff,
+            BusState::Down => BusStateName::Down,
         };
-        let topic = bus.bus_topics.state();
-        self.link.publish(topic, state.to_json(), true);
+        shell.publish(bus.bus_topics.state(), bus.counters.to_json(), true);
     }
-
-    fn final_counters(&self) -> Counters {
-        Counters {
-            messages_out: self.link.messages_out(),
-            dropped: self.link.dropped(),
-            reconnects: self.link.connects(),
-            ..self.counters.clone()
-        }
-    }
-
-    fn publish_health(&mut self) {
-        for index in 0..self.buses.len() {
-            if let Some(recorder) = &mut self.buses[index].recorder {
-                let _ = recorder.flush();
-            }
-            self.publish_counters(index);
-        }
-        let figures = HealthFigures {
-            commands_in: self.counters.commands_in,
-            errors: self.counters.errors,
-            devices_online: self.buses.iter().filter(|b| b.state.is_up()).count() as u64,
-            devices_total: self.buses.len() as u64,
-        };
-        self.link.publish_health(self.started.into_std(), figures);
-    }
-}
-
-/// A fingerprint of a frame's data for change detection of raw frames (FNV-1a, folded into the
-/// 53 bits an f64 holds exactly).
-fn data_fingerprint(frame: &CanFrame) -> f64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in frame.data() {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    hash ^= u64::from(frame.dlc()) << 56;
-    (hash >> 11) as f64
-}
-
-/// The `send_raw` command of a bus.
-fn raw_commands() -> Vec<CommandSpec> {
-    let flag = |name, description| Param { name, kind: ParamKind::Bool, required: false, description };
-    vec![CommandSpec {
-        action: "send_raw",
-        params: vec![
-            Param {
-                name: "id",
-                kind: ParamKind::Int { min: 0, max: i64::from(buses::can::MAX_EXTENDED_ID) },
-                required: true,
-                description: "identifier",
-            },
-            flag("extended", "29-bit identifier (default: when id is above 0x7FF)"),
-            flag("fd", "CAN FD frame"),
-            flag("brs", "FD bit rate switch"),
-            flag("rtr", "remote frame"),
-            Param {
-                name: "dlc",
-                kind: ParamKind::Int { min: 0, max: 8 },
-                required: false,
-                description: "remote frame length",
-            },
-            Param {
-                name: "data",
-                kind: ParamKind::Hex { max_bytes: 64 },
-                required: false,
-                description: "data bytes as hex",
-            },
-        ],
-        description: "sends a raw frame",
-    }]
 }

@@ -12,14 +12,16 @@ use board::{Board, BusKind};
 use buses::can::{CanFilter, MockCanBus};
 use runtime::{Counters, Settings};
 
+mod command;
 pub mod decoder;
 pub mod gateway;
 pub mod offline;
 pub mod policy;
 pub mod port;
+mod publish;
 pub mod sim;
 
-pub use gateway::{BusPlan, Options};
+pub use gateway::{BusPlan, CanLoop, Options};
 
 /// A board's CAN buses, ready to run; the mock buses stay reachable for tests.
 #[derive(Debug)]
@@ -75,13 +77,20 @@ pub fn plan(board: &Board) -> anyhow::Result<Plan> {
     Ok(Plan { settings, buses, warnings })
 }
 
+impl Plan {
+    /// Starts the interface tasks: the gateway's loop, for [`runtime::cli::serve`] or
+    /// [`runtime::shell::run`]. Must be called inside a tokio runtime.
+    pub fn start(self, options: &Options) -> anyhow::Result<(Settings, CanLoop)> {
+        for warning in &self.warnings {
+            tracing::warn!("{warning}");
+        }
+        let gateway = CanLoop::start(&self.settings, self.buses, options)?;
+        Ok((self.settings, gateway))
+    }
+}
+
 /// Runs the gateway until `shutdown` completes.
 pub async fn run(plan: Plan, options: Options, shutdown: impl Future<Output = ()>) -> anyhow::Result<Counters> {
-    if plan.buses.is_empty() {
-        anyhow::bail!("the board has no CAN buses");
-    }
-    for warning in &plan.warnings {
-        tracing::warn!("{warning}");
-    }
-    gateway::run(plan.settings, plan.buses, options, shutdown).await.context("running the CAN gateway")
+    let (settings, gateway) = plan.start(&options)?;
+    runtime::shell::run(&settings, gateway, shutdown).await.context("running the CAN gateway")
 }

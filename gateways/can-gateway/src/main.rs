@@ -12,23 +12,18 @@ use clap::{Parser, Subcommand};
     name = "can-gateway",
     version,
     about = "Bridges a board's CAN buses to MQTT with DBC decoding",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// The board file.
-    #[arg(long)]
-    board: Option<PathBuf>,
-    /// Run every bus on a mock bus (simulated ECU, replay) instead of SocketCAN.
-    #[arg(long)]
-    mock: bool,
+    /// Absent only with a subcommand.
+    #[command(flatten)]
+    gateway: Option<runtime::cli::Args>,
     /// Write every received frame to this candump -L log.
     #[arg(long)]
     record: Option<PathBuf>,
-    /// Simulated ECUs hold their values still (counters still count), for tests.
-    #[arg(long)]
-    still: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,18 +51,9 @@ fn main() -> anyhow::Result<()> {
         eprintln!("{summary}");
         return Ok(());
     }
-    runtime::cli::init_logging();
-    let path = cli.board.context("--board is required")?;
-    let mut board = board::Board::load(&path)?;
-    if cli.mock {
-        board.force_mock();
-    }
-    let plan = can_gateway::plan(&board)?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")?;
-    let options = can_gateway::Options { record: cli.record, still: cli.still };
-    let counters = runtime
-        .block_on(can_gateway::run(plan, options, runtime::cli::shutdown_signal()))
-        .with_context(|| path.display().to_string())?;
-    tracing::info!(?counters, "stopped");
+    let Some(args) = cli.gateway else { anyhow::bail!("--board is required") };
+    let options = can_gateway::Options { record: cli.record, still: args.still };
+    runtime::cli::serve(&args, |board| Ok(can_gateway::plan(board)?.start(&options)?))
+        .with_context(|| args.board.display().to_string())?;
     Ok(())
 }

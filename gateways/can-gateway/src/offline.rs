@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
-use buses::can::CanFrame;
 
 use crate::decoder::{self, Decoder, Lookup};
 
@@ -44,14 +43,17 @@ pub fn decode(dbc: &[PathBuf], log: &Path, bus: &str, mut out: impl Write) -> an
     let mut payload = Vec::with_capacity(512);
     let mut decoded = Vec::new();
     let mut seq = vec![0u64; decoder.messages().len()];
-    for line in candump::parse_log(&text) {
-        let (number, line) =
-            line.map_err(|error| anyhow::anyhow!("{}:{}: {}", log.display(), error.line, error.error))?;
-        if line.frame.error {
-            continue;
-        }
-        let frame =
-            CanFrame::from_log(&line.frame).map_err(|error| anyhow::anyhow!("{}:{number}: {error}", log.display()))?;
+    for line in buses::can::log::parse_log(&text) {
+        let (_, line) = line.map_err(|error| {
+            anyhow::anyhow!(
+                "{}:{}: {:?} is not a candump -L line: {}",
+                log.display(),
+                error.line,
+                error.text,
+                error.reason
+            )
+        })?;
+        let Some(&frame) = line.frame() else { continue };
         let at = UNIX_EPOCH + Duration::from_micros(line.timestamp_us);
         summary.frames += 1;
         match decoder.lookup(&frame) {

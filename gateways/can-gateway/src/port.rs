@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use backoff::Backoff;
 use buses::can::{Bitrates, CanError, CanEvent, CanFilter, CanFrame, CanPort, LinuxCan, MockCanBus, MockCanNode};
-use runtime::backoff::Backoff;
 use tokio::sync::mpsc;
 
 /// How to (re)open an interface.

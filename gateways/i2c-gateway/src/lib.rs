@@ -2,12 +2,11 @@
 //! with the gateway runtime.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
 use board::{Board, BoardError, BusKind};
 use buses::{I2cBus, MockI2cBus};
-use runtime::{Bus, Counters, Hosted, Settings};
+use runtime::{Bus, Hosted, PollLoop, RuntimeError, Settings};
 
 pub mod registry;
 pub mod sim;
@@ -70,7 +69,11 @@ pub fn plan(board: &Board, still: bool) -> Result<Plan, BoardError> {
     Ok(Plan { settings, buses, mocks })
 }
 
-/// Runs the gateway until `shutdown` completes.
-pub async fn run(plan: Plan, shutdown: impl Future<Output = ()>) -> Result<Counters, runtime::RuntimeError> {
-    runtime::run(plan.settings, plan.buses, shutdown).await
+impl Plan {
+    /// Starts the bus threads: the gateway's loop, for [`runtime::cli::serve`] or
+    /// [`runtime::shell::run`].
+    pub fn start(self) -> Result<(Settings, PollLoop), RuntimeError> {
+        let poll = PollLoop::start(&self.settings, self.buses)?;
+        Ok((self.settings, poll))
+    }
 }

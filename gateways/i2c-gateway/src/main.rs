@@ -5,9 +5,7 @@ use anyhow::Context;
 fn main() -> anyhow::Result<()> {
     let about = "Runs every I2C device of a board and bridges it to MQTT";
     let args = runtime::cli::Args::parse_for(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"), about);
-    runtime::cli::init_logging();
-    let board = args.load_board()?;
-    let plan = i2c_gateway::plan(&board, args.still)?;
-    runtime::cli::serve(plan.settings, plan.buses).with_context(|| args.board.display().to_string())?;
+    runtime::cli::serve(&args, |board| Ok(i2c_gateway::plan(board, args.still)?.start()?))
+        .with_context(|| args.board.display().to_string())?;
     Ok(())
 }

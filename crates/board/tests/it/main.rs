@@ -345,3 +345,45 @@ fn uplink_takes_a_host_name_and_tls() {
         "needs both cert and key",
     );
 }
+
+#[test]
+fn sockets_and_sessions_are_checked() {
+    let socket = |mode: &str, peers: &str| {
+        format!("{MINIMAL}\n[broker.sockets.ipc]\npath = \"/run/b.sock\"\nmode = \"{mode}\"\npeers = {{ {peers} }}\n")
+    };
+    let board = Board::parse(&socket("640", "\"1001\" = \"app\""), Path::new("x.toml")).unwrap();
+    let ipc = &board.broker.sockets[0];
+    assert_eq!((ipc.name.as_str(), ipc.mode, ipc.peers.clone()), ("ipc", 0o640, vec![(1001, "app".to_owned())]));
+    check_error(&socket("69x", ""), 19, "broker.sockets.ipc.mode", "octal file mode");
+    check_error(&socket("660", "\"root\" = \"app\""), 20, "broker.sockets.ipc.peers", "\"root\" is not a numeric uid");
+
+    let sessions = Board::parse(MINIMAL, Path::new("x.toml")).unwrap().broker.sessions;
+    assert_eq!((sessions.max_sessions, sessions.expiry_s, sessions.max_queued), (64, 86_400, 1000));
+    check_error(&format!("{MINIMAL}\n[broker.sessions]\nexpiry_s = 0\n"), 18, "broker.sessions.expiry_s", "0");
+}
+
+/// Access rules are checked as schema::acl checks topic filters, so the board accepts no rule
+/// that the broker would refuse as a filter. Regression: a rule longer than MQTT's 65535 bytes
+/// was accepted by the board's own copy of the check.
+#[test]
+fn access_rules_are_checked_as_topic_filters() {
+    let rule = |pattern: &str| {
+        format!("{MINIMAL}[broker.users.app]\npassword_hash = \"$argon2id$x\"\npublish = [\"{pattern}\"]\n")
+    };
+    let line = MINIMAL.lines().count() + 3;
+    let field = "broker.users.app.publish[0]";
+    Board::parse(&rule("busgate/%c/+/#"), Path::new("x.toml")).unwrap();
+    check_error(&rule("busgate/a+/b"), line, field, "uses a wildcard that is not a whole level");
+    check_error(&rule("busgate/#/b"), line, field, "uses a wildcard that is not a whole level");
+    check_error(&rule(""), line, field, "is empty");
+    check_error(&rule(&"a".repeat(65_536)), line, field, "is longer than 65535 bytes");
+}
+
+#[test]
+fn the_gateways_broker_socket_must_be_one_the_broker_serves() {
+    let text = format!("{MINIMAL}\n[gateway]\nbroker_socket = \"/run/other.sock\"\n");
+    check_error(&text, 18, "gateway.broker_socket", "/run/other.sock is none of the broker's [broker.sockets.*] paths");
+    let text = format!("{text}[broker.sockets.ipc]\npath = \"/run/other.sock\"\n");
+    let board = Board::parse(&text, Path::new("x.toml")).unwrap();
+    assert_eq!(board.gateway.broker_socket.as_deref(), Some(Path::new("/run/other.sock")));
+}

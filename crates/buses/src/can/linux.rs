@@ -19,8 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nix::libc;
 
 use socketcan::errors::{ControllerProblems, ErrorCause};
-use socketcan::id::FdFlags;
-use socketcan::{CanAnyFrame, CanDataFrame, CanFdFrame, CanRemoteFrame, EmbeddedFrame, Socket, SocketOptions};
+use socketcan::{Socket, SocketOptions};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
@@ -134,14 +133,6 @@ fn kernel_filter(filter: &CanFilter) -> socketcan::CanFilter {
 fn is_down(error: &io::Error) -> bool {
     // ENETDOWN 100, ENODEV 19, ENXIO 6: the interface is down or has gone away.
     matches!(error.raw_os_error(), Some(100 | 19 | 6))
-}
-
-fn embedded_id(frame: &CanFrame) -> Option<embedded_can::Id> {
-    if frame.is_extended() {
-        embedded_can::ExtendedId::new(frame.id()).map(Into::into)
-    } else {
-        embedded_can::StandardId::new(u16::try_from(frame.id()).ok()?).map(Into::into)
-    }
 }
 
 const CAN_EFF_MASK: u32 = 0x1FFF_FFFF;
@@ -281,19 +272,11 @@ impl CanPort for LinuxCan {
     }
 
     async fn send(&mut self, frame: &CanFrame) -> Result<(), CanError> {
-        let id = embedded_id(frame).ok_or_else(|| CanError::Io(io::Error::other("identifier out of range")))?;
-        let frame: CanAnyFrame = if frame.is_fd() {
-            if !self.fd {
-                return Err(CanError::FdNotEnabled);
-            }
-            let flags = if frame.brs() { FdFlags::BRS } else { FdFlags::empty() };
-            CanFdFrame::with_flags(id, frame.data(), flags).map(Into::into)
-        } else if frame.is_remote() {
-            CanRemoteFrame::new_remote(id, usize::from(frame.dlc())).map(Into::into)
-        } else {
-            CanDataFrame::new(id, frame.data()).map(Into::into)
+        if frame.is_fd() && !self.fd {
+            return Err(CanError::FdNotEnabled);
         }
-        .ok_or_else(|| CanError::Io(io::Error::other("frame rejected by socketcan")))?;
+        let frame = super::log::to_socketcan(frame)
+            .ok_or_else(|| CanError::Io(io::Error::other("frame rejected by socketcan")))?;
         match self.socket.get_ref().write_frame(&frame) {
             Ok(()) => Ok(()),
             // ENOBUFS 105: the interface's transmit queue is full.

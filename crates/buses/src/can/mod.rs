@@ -1,5 +1,6 @@
 //! CAN backends: SocketCAN interfaces through the socketcan crate ([`linux`]), and an
-//! in-process mock bus with several nodes ([`mock`]) that can replay candump logs ([`replay`]).
+//! in-process mock bus with several nodes ([`mock`]) that can replay candump logs ([`replay`];
+//! the log format is in [`log`]).
 //!
 //! Both carry classic and FD frames as one [`CanFrame`] type and report what happens on the bus
 //! as [`CanEvent`]s: frames, bus state changes (error-active, error-passive, bus-off), bus errors
@@ -10,6 +11,7 @@ use std::future::Future;
 use std::time::SystemTime;
 
 pub mod linux;
+pub mod log;
 pub mod mock;
 pub mod replay;
 
@@ -118,34 +120,6 @@ impl CanFrame {
     pub fn dlc(&self) -> u8 {
         if self.fd { FD_LENGTHS.iter().position(|&l| l == usize::from(self.len)).unwrap_or(15) as u8 } else { self.len }
     }
-
-    /// Converts a frame of a candump log.
-    pub fn from_log(frame: &candump::LogFrame) -> Result<CanFrame, FrameError> {
-        if frame.rtr {
-            return CanFrame::remote(frame.id, frame.extended, frame.remote_len.unwrap_or(0));
-        }
-        let mut built = if frame.fd {
-            CanFrame::fd(frame.id, frame.extended, frame.brs, &frame.data)?
-        } else {
-            CanFrame::classic(frame.id, frame.extended, &frame.data)?
-        };
-        built.esi = frame.esi;
-        Ok(built)
-    }
-
-    /// The frame as a candump log frame.
-    pub fn to_log(&self) -> candump::LogFrame {
-        let mut frame = if self.fd {
-            candump::LogFrame::fd(self.id, self.extended, self.brs, self.esi, self.data())
-        } else {
-            candump::LogFrame::classic(self.id, self.extended, self.data())
-        };
-        if self.rtr {
-            frame.rtr = true;
-            frame.remote_len = Some(self.len);
-        }
-        frame
-    }
 }
 
 fn check_id(id: u32, extended: bool) -> Result<(), FrameError> {
@@ -158,8 +132,11 @@ fn check_id(id: u32, extended: bool) -> Result<(), FrameError> {
 
 impl fmt::Debug for CanFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // candump's notation: 123#DEADBEEF, 12345678##1AA, 123#R2
-        write!(f, "{}", self.to_log())
+        // candump's notation: 123#DEADBEEF, 12345678##5AA, 123#R2
+        match log::to_socketcan(self) {
+            Some(frame) => write!(f, "{frame:X}"),
+            None => write!(f, "{:X}#{:02X?}", self.id, self.data()),
+        }
     }
 }
 
@@ -335,14 +312,17 @@ mod tests {
     }
 
     #[test]
-    fn frames_round_trip_through_candump_frames() {
+    fn frames_round_trip_through_candump_lines() {
         for frame in [
             CanFrame::classic(0x123, false, &[0xde, 0xad]).unwrap(),
             CanFrame::classic(0x1234_5678, true, &[]).unwrap(),
             CanFrame::fd(0x10, false, true, &[1; 12]).unwrap(),
             CanFrame::remote(0x7ff, false, 3).unwrap(),
         ] {
-            assert_eq!(CanFrame::from_log(&frame.to_log()).unwrap(), frame, "{frame:?}");
+            let mut line = Vec::new();
+            log::write_line(&mut line, 1_000_000, "can0", &frame).unwrap();
+            let parsed = log::parse_line(std::str::from_utf8(&line).unwrap(), 1).unwrap();
+            assert_eq!(parsed.frame(), Some(&frame), "{frame:?}");
         }
         assert_eq!(format!("{:?}", CanFrame::classic(0x123, false, &[0xde, 0xad]).unwrap()), "123#DEAD");
     }

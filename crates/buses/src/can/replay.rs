@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{CanFrame, FrameError, MockCanNode};
+use super::{CanFrame, MockCanNode};
 
 /// How fast a log is played.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,22 +59,15 @@ impl Recording {
     pub fn parse(text: &str, name: &str) -> Result<Recording, ReplayError> {
         let mut frames = Vec::new();
         let mut first: Option<u64> = None;
-        for line in candump::parse_log(text) {
-            let (number, line) = line.map_err(|error| ReplayError::Parse {
+        for line in super::log::parse_log(text) {
+            let (_, line) = line.map_err(|error| ReplayError::Parse {
                 path: name.to_owned(),
                 line: error.line,
-                message: error.error.to_string(),
+                message: format!("{:?} is not a candump -L line: {}", error.text, error.reason),
             })?;
-            if line.frame.error {
-                continue;
-            }
-            let frame = CanFrame::from_log(&line.frame).map_err(|error: FrameError| ReplayError::Parse {
-                path: name.to_owned(),
-                line: number,
-                message: error.to_string(),
-            })?;
+            let Some(frame) = line.frame() else { continue };
             let start = *first.get_or_insert(line.timestamp_us);
-            frames.push((Duration::from_micros(line.timestamp_us.saturating_sub(start)), frame));
+            frames.push((Duration::from_micros(line.timestamp_us.saturating_sub(start)), *frame));
         }
         let start = UNIX_EPOCH + Duration::from_micros(first.unwrap_or(0));
         Ok(Recording { frames, start })
@@ -114,8 +107,7 @@ impl<W: Write> Recorder<W> {
 
     pub fn record(&mut self, frame: &CanFrame, at: SystemTime) -> std::io::Result<()> {
         let timestamp_us = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
-        let line = candump::LogLine { timestamp_us, interface: self.interface.clone(), frame: frame.to_log() };
-        writeln!(self.out, "{line}")
+        super::log::write_line(&mut self.out, timestamp_us, &self.interface, frame)
     }
 
     pub fn flush(&mut self) -> std::io::Result<()> {

@@ -38,11 +38,12 @@ fn round_trip(name: &str) {
     let database = load(&format!("{name}.dbc"));
     let log = std::fs::read_to_string(directory().join(format!("{name}.log"))).unwrap();
     let mut checked = 0;
-    for entry in candump::parse_log(&log) {
-        let (line, frame) = entry.unwrap();
-        let message = database.message(frame.frame.id, frame.frame.extended).unwrap();
+    for entry in buses::can::log::parse_log(&log) {
+        let (line, entry) = entry.unwrap();
+        let frame = entry.frame().unwrap();
+        let message = database.message(frame.id(), frame.is_extended()).unwrap();
         let mut decoded = Vec::new();
-        message.decode(&frame.frame.data, &mut decoded).unwrap();
+        message.decode(frame.data(), &mut decoded).unwrap();
         if decoded.iter().any(|d| !d.physical.as_f64().is_finite()) || !in_range(&decoded) {
             continue; // NaN, infinities and values out of range cannot be encoded.
         }
@@ -108,13 +109,7 @@ fn short_frame_gives_the_signals_that_fit() {
     let error = intel.decode(&[0xFF, 0xFF, 0xFF], &mut out).unwrap_err();
     assert_eq!(
         error,
-        DecodeError::Truncated {
-            message: "IntelMix".into(),
-            expected: 8,
-            got: 3,
-            missing: 3,
-            first_missing: "U17".into()
-        }
+        DecodeError::Truncated { message: "IntelMix", expected: 8, got: 3, missing: 3, first_missing: "U17" }
     );
     let names: Vec<&str> = out.iter().map(|d| d.name()).collect();
     assert_eq!(names, ["U3", "S11"]);

@@ -24,7 +24,7 @@ pub fn compare(directory: &Path, name: &str) -> Outcome {
     let mut expected_lines = expected.lines().filter(|line| !line.trim().is_empty());
     let mut outcome = Outcome { frames: 0, agreeing: 0, differences: Vec::new() };
     let mut out = Vec::new();
-    for result in candump::parse_log(&log) {
+    for result in buses::can::log::parse_log(&log) {
         outcome.frames += 1;
         let (line_number, line) = match result {
             Ok(parsed) => parsed,
@@ -39,7 +39,7 @@ pub fn compare(directory: &Path, name: &str) -> Outcome {
             continue;
         };
         let expected = json::parse(expected).expect("valid JSON");
-        match check_frame(&database, &line.frame, &expected, &mut out) {
+        match check_frame(&database, line.frame(), &expected, &mut out) {
             Ok(()) => outcome.agreeing += 1,
             Err(difference) => outcome.differences.push(format!("{name}.log line {line_number}: {difference}")),
         }
@@ -52,35 +52,38 @@ pub fn compare(directory: &Path, name: &str) -> Outcome {
 
 fn check_frame<'d>(
     database: &'d Database,
-    frame: &candump::LogFrame,
+    frame: Option<&buses::can::CanFrame>,
     expected: &Json,
     out: &mut Vec<dbc::Decoded<'d>>,
 ) -> Result<(), String> {
+    let frame = frame.ok_or("an error frame, not a decodable one")?;
     let expected_id: u32 = expected.get("id").and_then(Json::as_number).and_then(|n| n.parse().ok()).ok_or("no id")?;
     let expected_extended = expected.get("extended").and_then(Json::as_bool).ok_or("no extended")?;
-    if (frame.id, frame.extended) != (expected_id, expected_extended) {
+    if (frame.id(), frame.is_extended()) != (expected_id, expected_extended) {
         return Err(format!(
             "frame id {:X} extended {} but expected {expected_id:X} {expected_extended}",
-            frame.id, frame.extended
+            frame.id(),
+            frame.is_extended()
         ));
     }
     let expected_data = expected.get("data").and_then(Json::as_str).ok_or("no data")?;
-    let data_hex: String = frame.data.iter().map(|b| format!("{b:02x}")).collect();
+    let data_hex: String = frame.data().iter().map(|b| format!("{b:02x}")).collect();
     if data_hex != expected_data {
         return Err(format!("data {data_hex} but expected {expected_data}"));
     }
-    let message =
-        database.message(frame.id, frame.extended).ok_or_else(|| format!("no message for id 0x{:X}", frame.id))?;
+    let message = database
+        .message(frame.id(), frame.is_extended())
+        .ok_or_else(|| format!("no message for id 0x{:X}", frame.id()))?;
     let expected_name = expected.get("message").and_then(Json::as_str).ok_or("no message")?;
     if message.name != expected_name {
         return Err(format!("message {} but expected {expected_name}", message.name));
     }
     if let Some(fd) = expected.get("fd").and_then(Json::as_bool)
-        && (fd != message.fd || fd != frame.fd)
+        && (fd != message.fd || fd != frame.is_fd())
     {
-        return Err(format!("expected fd {fd}, message fd {}, frame fd {}", message.fd, frame.fd));
+        return Err(format!("expected fd {fd}, message fd {}, frame fd {}", message.fd, frame.is_fd()));
     }
-    message.decode(&frame.data, out).map_err(|error| error.to_string())?;
+    message.decode(frame.data(), out).map_err(|error| error.to_string())?;
     let Some(Json::Object(signals)) = expected.get("signals") else { return Err("no signals".into()) };
     let mut problems = Vec::new();
     for decoded in out.iter() {

@@ -1,21 +1,12 @@
-//! Agreement with cantools on DBC files of cantools and opendbc (`/work/shared/fixtures/can`, or the
-//! directory in `BUSGATE_CAN_FIXTURES`); skipped when the directory is absent, as in a clean checkout.
-
-use std::path::PathBuf;
+//! Agreement with cantools on DBC files of cantools and opendbc (`shared/fixtures/can` beside the
+//! checkout); skipped when it is absent, as in a clean checkout, unless BUSGATE_REQUIRE_FIXTURES
+//! is set, as in CI.
 
 use crate::expected::compare;
 
-fn directory() -> PathBuf {
-    std::env::var_os("BUSGATE_CAN_FIXTURES").map_or_else(|| PathBuf::from("/work/shared/fixtures/can"), PathBuf::from)
-}
-
 #[test]
 fn decodes_agree_with_cantools() {
-    let directory = directory();
-    if !directory.is_dir() {
-        println!("skipped: no reference fixtures at {}", directory.display());
-        return;
-    }
+    let Some(directory) = test_support::fixtures::shared("can") else { return };
     let mut names: Vec<String> = std::fs::read_dir(&directory)
         .expect("readable fixture directory")
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.strip_suffix(".expected.jsonl").map(str::to_owned))

@@ -124,3 +124,28 @@ async fn raw_sends_need_permission_in_the_board_file() {
     assert!(reply["error"]["message"].as_str().unwrap().contains("raw_send = true"));
     gateway.stop().await;
 }
+
+/// Regression: a simulation control sent to a bus that is not a mock got no reply at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulation_control_on_a_real_bus_is_refused() {
+    let broker = test_support::Broker::start();
+    let mut client = Client::connect(broker.address(), "watcher").await;
+    client.subscribe("busgate/test/#").await;
+    // can1 is a SocketCAN interface that does not exist: the gateway keeps retrying it.
+    let text = board_text(broker.address(), "")
+        + "\n[[bus]]\nname = \"can1\"\nkind = \"can\"\ninterface = \"busgate-none\"\ndbc = [\"test.dbc\"]\n";
+    let gateway = Gateway::start_board(&text);
+    client.wait_for(|m| m.topic == topic("bus", "availability") && json(m)["state"] == "online").await;
+    let reply = client
+        .command(
+            "busgate/test/can/can1/bus/sim",
+            "busgate/test/can/can1/bus/reply",
+            "s1",
+            r#"{"v":1,"id":"$ID","action":"bus_off"}"#,
+        )
+        .await;
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert_eq!(reply["error"]["kind"], "not_allowed", "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("not a mock bus"), "{reply}");
+    gateway.stop().await;
+}

@@ -1,5 +1,6 @@
 //! The offline decoder against the project's fixture and cantools' decodes of it, and (when
-//! present) the reference fixtures of `../shared/fixtures/can`.
+//! present) the reference fixtures of `shared/fixtures/can` beside the checkout (required where
+//! BUSGATE_REQUIRE_FIXTURES is set, as in CI).
 //!
 //! `drive.cantools.jsonl` was produced with cantools 45:
 //! `db.get_message_by_frame_id(id).decode(data, decode_choices=False, allow_truncated=True)`.
@@ -75,14 +76,12 @@ fn the_offline_decoder_agrees_with_cantools_on_the_project_fixture() {
 
 #[test]
 fn the_offline_decoder_agrees_with_cantools_on_the_reference_fixtures() {
-    let directory = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/can");
-    let Ok(entries) = std::fs::read_dir(&directory) else {
-        eprintln!("skipped: no reference fixtures at {}", directory.display());
-        return;
-    };
+    let Some(directory) = test_support::fixtures::shared("can") else { return };
+    let entries = std::fs::read_dir(&directory).unwrap();
     let mut dbcs: Vec<PathBuf> =
         entries.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "dbc")).collect();
     dbcs.sort();
+    assert!(!dbcs.is_empty(), "no DBC files in {}", directory.display());
     let mut report = Vec::new();
     let mut all = Vec::new();
     for dbc in dbcs {

@@ -15,6 +15,7 @@ mod plan;
 mod python;
 mod readings;
 mod sim;
+mod systemd;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -53,9 +53,12 @@ async fn readings_arrive_as_schema_valid_json() {
     let health = client.wait_on("busgate/test/i2c-gateway/health").await;
     let health = check_schema("health.json", &health);
     assert_eq!(health["devices_total"], 3);
+    assert_eq!(health["reconnects"], 0);
 
     let counters = gateway.stop().await;
     assert!(counters.messages_out > 0);
+    // Regression: the final counters counted the first connect as a reconnect, unlike health.
+    assert_eq!(counters.reconnects, 0, "{counters:?}");
     let status =
         client.wait_for(|m| m.topic == "busgate/test/i2c-gateway/status" && json(m)["state"] == "offline").await;
     assert_eq!(json(&status)["reason"], "stopped");

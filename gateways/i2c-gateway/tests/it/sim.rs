@@ -56,3 +56,22 @@ async fn faults_and_inputs_through_the_sim_topic() {
     assert_eq!(gateway.bus.inspect(crate::BME280, "temperature"), Some(31.5));
     gateway.stop().await;
 }
+
+/// Regression: a simulation control sent to a device on a real bus got no reply at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulation_control_on_a_real_bus_is_refused() {
+    let broker = Broker::start();
+    let mut client = Client::connect(broker.address(), "app").await;
+    client.subscribe("busgate/test/#").await;
+    // A bus file that does not exist: the device stays offline and is retried.
+    let text = crate::board_text(broker.address())
+        .replace("mock = true", "path = \"/dev/i2c-busgate-none\"")
+        .replace("poll_ms = 40", "poll_ms = 1000");
+    let gateway = Gateway::start_board(&text, |_| {});
+    client.wait_for(|m| m.topic == topic("ambient", "availability") && json(m)["state"] == "offline").await;
+    let reply = sim(&mut client, "ambient", "s1", r#"{"v":1,"id":"$ID","action":"inspect","args":{"name":"x"}}"#).await;
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert_eq!(reply["error"]["kind"], "not_allowed", "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("not on a mock bus"), "{reply}");
+    gateway.stop().await;
+}

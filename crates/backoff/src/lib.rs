@@ -1,4 +1,6 @@
-//! Exponential backoff with jitter, for reconnecting to the broker and retrying devices.
+//! Exponential backoff with jitter, for reconnecting to a broker and retrying devices and
+//! interfaces. A crate of its own so the broker's uplink can share it without depending on the
+//! gateway runtime.
 
 use std::time::Duration;
 
