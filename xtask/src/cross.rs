@@ -213,3 +213,26 @@ fn run_under_qemu(cross: &Cross, triple: &str, gateway: &Path) -> anyhow::Result
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+
+    /// The packages the skip message tells a developer to install are the ones CI installs
+    /// and the README lists (`.ci/run` once installed the cross gcc without its C library).
+    #[test]
+    fn ci_and_readme_install_what_the_cross_check_names() {
+        let advice = everything().unwrap();
+        let packages: Vec<&str> =
+            advice.split("apt-get install ").nth(1).unwrap().lines().next().unwrap().split_whitespace().collect();
+        assert!(packages.contains(&"libc6-dev-arm64-cross") && packages.contains(&"libc6-dev-armhf-cross"), "{advice}");
+        let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+        let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+        for package in packages {
+            assert!(ci.split_whitespace().any(|word| word == package), ".ci/run does not install {package}");
+            assert!(readme.split_whitespace().any(|word| word == package), "README.md does not name {package}");
+        }
+    }
+}
