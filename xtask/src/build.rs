@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::target::{Target, Toolchain, on_path};
-use crate::{cargo, load_board, root, run_step};
+use crate::{cargo, load_board, run_step, target_dir};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -34,7 +34,8 @@ impl Options {
 pub struct Built {
     pub board: board::Board,
     pub target: Target,
-    /// Stripped copies of the binaries, `target/busgate/BOARD/PROFILE/NAME`.
+    /// Stripped copies of the binaries, `TARGET_DIR/busgate/BOARD/PROFILE/NAME` (`TARGET_DIR`
+    /// is cargo's, usually `target/`).
     pub binaries: Vec<PathBuf>,
 }
 
@@ -47,31 +48,10 @@ pub fn binaries(board: &board::Board) -> Vec<&'static str> {
 
 pub fn build(options: &Options) -> anyhow::Result<Built> {
     let board = load_board(&options.board)?;
-    let mut toolchain = Toolchain::current()?;
-    let linker = board.deploy.as_ref().and_then(|deploy| deploy.linker.as_deref());
-    let target = Target::new(&board.target, &toolchain.host, linker)?;
+    let (target, toolchain) = prerequisites(&board)?;
     let native = target.is_native(&toolchain.host);
-
     let linker_variable = target.linker_variable();
     let user_linker = std::env::var_os(&linker_variable).is_some();
-    let linker_missing = !user_linker && target.linker.as_deref().is_some_and(|linker| !on_path(linker));
-    if !native && !toolchain.has_std(&target.triple) {
-        toolchain = debian_fallback(&toolchain, &target).with_context(|| {
-            let mut advice = toolchain.std_advice(&target);
-            if linker_missing {
-                advice.push_str(&format!("\nand the linker: apt-get install {}", target.linker_package));
-            }
-            advice
-        })?;
-    }
-    if let (Some(linker), true) = (&target.linker, linker_missing) {
-        bail!(
-            "the linker for {} ({linker}) is not installed: apt-get install {}\n(or name another one with {linker_variable}, \
-             or `linker` in the board's [deploy] section)",
-            target.triple,
-            target.linker_package
-        );
-    }
 
     let names = binaries(&board);
     let profile = if options.release { "release" } else { "debug" };
@@ -103,12 +83,14 @@ pub fn build(options: &Options) -> anyhow::Result<Built> {
         )?;
     }
 
-    let mut out = root().join("target");
+    // Where cargo put them: `CARGO_TARGET_DIR` and `build.target-dir` move them.
+    let target_dir = target_dir()?;
+    let mut out = target_dir.clone();
     if !native {
         out.push(&target.triple);
     }
     out.push(profile);
-    let bin = root().join("target/busgate").join(&board.name).join(profile);
+    let bin = target_dir.join("busgate").join(&board.name).join(profile);
     std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
     let mut binaries = Vec::new();
     for name in &names {
@@ -122,6 +104,46 @@ pub fn build(options: &Options) -> anyhow::Result<Built> {
     }
     print_sizes(&target.triple, &binaries)?;
     Ok(Built { board, target, binaries })
+}
+
+/// Checks that everything building for the board's target takes is installed, and returns the
+/// target with the Rust toolchain to build with: the default one, or Debian's when only that
+/// has the target's standard library. The error says exactly what to install, before cargo
+/// would fail deep in a build script.
+pub fn prerequisites(board: &board::Board) -> anyhow::Result<(Target, Toolchain)> {
+    let toolchain = Toolchain::current()?;
+    let linker = board.deploy.as_ref().and_then(|deploy| deploy.linker.as_deref());
+    let target = Target::new(&board.target, &toolchain.host, linker)?;
+    if target.is_native(&toolchain.host) {
+        return Ok((target, toolchain));
+    }
+    let user_linker = std::env::var_os(target.linker_variable()).is_some();
+    let linker_missing = !user_linker && target.linker.as_deref().is_some_and(|linker| !on_path(linker));
+    let toolchain = if toolchain.has_std(&target.triple) {
+        toolchain
+    } else {
+        debian_fallback(&toolchain, &target).with_context(|| {
+            let mut advice = toolchain.std_advice(&target);
+            if linker_missing {
+                advice.push_str(&format!(
+                    "\nand the C cross compiler with the target's C library: apt-get install {}",
+                    target.c_packages()
+                ));
+            }
+            advice
+        })?
+    };
+    if let (Some(linker), true) = (&target.linker, linker_missing) {
+        bail!(
+            "the linker for {} ({linker}) is not installed: apt-get install {}\n(or name another one with {}, \
+             or `linker` in the board's [deploy] section)",
+            target.triple,
+            target.c_packages(),
+            target.linker_variable(),
+        );
+    }
+    target.check_c_compiler()?;
+    Ok((target, toolchain))
 }
 
 /// Debian's toolchain (`/usr/bin/rustc`, from rustc-web or rustc) when the default one lacks

@@ -6,11 +6,12 @@
 //! - `cargo xtask deploy --board NAME [--host user@host]`: package, install over ssh, restart.
 //! - `cargo xtask new-driver NAME --bus i2c|spi`: a new driver crate, registered and tested.
 //! - `cargo xtask ci`: what CI runs: format check, clippy with warnings denied, all tests, and
-//!   `cargo xtask cross` (the aarch64 build, its gateway run under qemu-user).
+//!   `cargo xtask cross` (the aarch64 and armv7 builds, their gateways run under qemu-user).
 //! - `cargo xtask bench`: throughput, CPU and memory of the gateway and broker.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
 
@@ -53,8 +54,11 @@ Commands:
         readings live, stop everything on Ctrl-C. --mock simulates every bus.
   build --board NAME [--release]
         Build the broker and the board's gateways for the board's target triple (from its board
-        file) with the right linker, strip them and print their sizes. RUSTC=/usr/bin/rustc
-        selects Debian's toolchain; it is chosen by itself when the default one lacks the target.
+        file) with the right linker, strip them and print their sizes (they go to
+        busgate/NAME/PROFILE in cargo's target directory). It first checks the cross C compiler,
+        the target's C library and Rust standard library, and names the package that is missing.
+        RUSTC=/usr/bin/rustc selects Debian's toolchain; it is chosen by itself when the default
+        one lacks the target.
         Here and below, --board takes a name from boards/ or the path of a board file.
   package --board NAME [--debug]
         Build in release (or debug) and pack target/busgate/NAME/busgate-NAME-VERSION.tar.gz:
@@ -69,10 +73,12 @@ Commands:
         simulated chip, tests), register it in the bus's gateway and ARCHITECTURE.md, and run
         its tests. docs/adding-a-driver.md says what to fill in.
   ci    Format check, clippy with warnings denied, every Rust test, the Python test kit's
-        tests with the example test apps, and the aarch64 build with its I2C gateway run under
-        qemu-user on the simulated board: what CI runs.
-  cross The aarch64 part of ci alone: build the rpi4 board's binaries (debug) and run its I2C
-        gateway under qemu-aarch64 with --mock until a reading reaches a native broker.
+        tests with the example test apps, and the aarch64 and armv7 builds with their I2C
+        gateways run under qemu-user on the simulated board: what CI runs.
+  cross The cross part of ci alone: build the binaries of rpi4 (aarch64) and beaglebone
+        (armv7) (debug) and run each one's I2C gateway under qemu-user with --mock until a
+        reading reaches a native broker. Without the cross tools it says what to install and
+        skips, unless BUSGATE_REQUIRE_CROSS is set.
   bench Throughput, CPU and memory of the gateway and broker (release builds), as a table.
 ";
 
@@ -89,6 +95,30 @@ pub fn load_board(name: &str) -> anyhow::Result<board::Board> {
         root().join("boards").join(format!("{name}.toml"))
     };
     Ok(board::Board::load(&path)?)
+}
+
+/// Cargo's target directory for the workspace, as cargo resolves it (`CARGO_TARGET_DIR`,
+/// `build.target-dir` in a config file, or `target/`), asked once.
+pub fn target_dir() -> anyhow::Result<PathBuf> {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(dir) = DIR.get() {
+        return Ok(dir.clone());
+    }
+    let dir = target_dir_of(cargo())?;
+    Ok(DIR.get_or_init(|| dir).clone())
+}
+
+/// The `target_directory` that `cargo metadata` reports, run as `cargo` is set up.
+fn target_dir_of(mut cargo: Command) -> anyhow::Result<PathBuf> {
+    cargo.args(["metadata", "--format-version", "1", "--no-deps"]);
+    let output = cargo.output().context("running cargo metadata")?;
+    if !output.status.success() {
+        bail!("cargo metadata failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("reading cargo metadata's output")?;
+    let dir = metadata["target_directory"].as_str().context("cargo metadata gave no target_directory")?;
+    Ok(PathBuf::from(dir))
 }
 
 /// `cargo` as the one running us.
@@ -108,10 +138,9 @@ pub fn run_step(mut command: Command, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The gateways' throughput benchmarks. Each builds what it runs: cargo the gateway (bench
+/// profile), the harness the release broker.
 fn bench() -> anyhow::Result<()> {
-    let mut build = cargo();
-    build.args(["build", "--release", "--package", "broker", "--package", "i2c-gateway", "--package", "spi-gateway"]);
-    run_step(build, "building the release broker and gateways")?;
     for gateway in ["i2c-gateway", "spi-gateway"] {
         let mut throughput = cargo();
         throughput.args(["bench", "--package", gateway, "--bench", "throughput"]);
@@ -147,4 +176,37 @@ fn python_tests() -> anyhow::Result<()> {
     let mut pytest = Command::new("python3");
     pytest.current_dir(root()).args(["-m", "pytest", "-q", "python/tests", "examples/python"]);
     run_step(pytest, "pytest python/tests examples/python")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+
+    /// `cargo()` without the variables that move the target directory.
+    fn plain_cargo() -> Command {
+        let mut command = cargo();
+        command.env_remove("CARGO_TARGET_DIR").env_remove("CARGO_BUILD_TARGET_DIR");
+        command
+    }
+
+    #[test]
+    fn target_dir_is_targets_by_default() {
+        assert_eq!(target_dir_of(plain_cargo()).unwrap(), root().join("target"));
+    }
+
+    #[test]
+    fn target_dir_follows_cargo_target_dir() {
+        let mut command = plain_cargo();
+        command.env("CARGO_TARGET_DIR", "/tmp/busgate-elsewhere");
+        assert_eq!(target_dir_of(command).unwrap(), Path::new("/tmp/busgate-elsewhere"));
+    }
+
+    #[test]
+    fn target_dir_follows_build_target_dir() {
+        let mut command = plain_cargo();
+        command.args(["--config", "build.target-dir=\"/tmp/busgate-configured\""]);
+        assert_eq!(target_dir_of(command).unwrap(), Path::new("/tmp/busgate-configured"));
+    }
 }

@@ -1,8 +1,10 @@
-//! What building for a board's target triple takes: the linker, the strip tool, the standard
-//! library of the toolchain, and what to install when one of them is missing.
+//! What building for a board's target triple takes: the linker, the C cross compiler with the
+//! target's C library, the strip tool, the standard library of the toolchain, and what to
+//! install when one of them is missing.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
@@ -19,6 +21,14 @@ pub struct Target {
     pub debian_arch: &'static str,
     /// The Debian package holding the linker.
     pub linker_package: String,
+    /// The GNU C cross compiler that build scripts (ring's, for one) compile C with: what the
+    /// `cc` crate picks for the triple unless `CC_<triple>` or `TARGET_CC` names another;
+    /// `None` for the host's own triple.
+    pub c_compiler: Option<String>,
+    /// The Debian package with the target's C library headers and startup files. The cross
+    /// compiler only recommends it, so `--no-install-recommends` leaves it out, and without it
+    /// the cross compiler finds the host's headers and fails deep in a build script.
+    pub libc_package: String,
 }
 
 /// The triples this table knows: their GNU tool prefix and Debian architecture. (ARMv6
@@ -40,14 +50,80 @@ impl Target {
             bail!("target {triple:?} is not one xtask knows how to build for (known: {})", known.join(", "));
         };
         let native = triple == host;
-        let default_linker = (!native).then(|| format!("{prefix}-gcc"));
+        let cross_gcc = (!native).then(|| format!("{prefix}-gcc"));
         Ok(Target {
             triple: triple.to_owned(),
-            linker: linker.map(str::to_owned).or(default_linker),
+            linker: linker.map(str::to_owned).or_else(|| cross_gcc.clone()),
             strip: if native { "strip".to_owned() } else { format!("{prefix}-strip") },
             debian_arch,
             linker_package: format!("gcc-{}", prefix.replace('_', "-")),
+            c_compiler: cross_gcc,
+            libc_package: format!("libc6-dev-{debian_arch}-cross"),
         })
+    }
+
+    /// The Debian packages of the C cross toolchain: the compiler (which also links) and the
+    /// target's C library.
+    pub fn c_packages(&self) -> String {
+        format!("{} {}", self.linker_package, self.libc_package)
+    }
+
+    /// Checks that the C cross compiler builds a C program for the target (headers, startup
+    /// files and C library), as build scripts will; the error names the package to install.
+    /// Nothing to check for the host's own triple.
+    pub fn check_c_compiler(&self) -> anyhow::Result<()> {
+        let Some(default) = &self.c_compiler else { return Ok(()) };
+        // The variables the `cc` crate reads first, in its order.
+        let compiler =
+            [format!("CC_{}", self.triple), format!("CC_{}", self.triple.replace('-', "_")), "TARGET_CC".into()]
+                .iter()
+                .find_map(std::env::var_os)
+                .map_or_else(|| default.clone(), |name| name.to_string_lossy().into_owned());
+        self.check_c_compiler_named(&compiler)
+    }
+
+    fn check_c_compiler_named(&self, compiler: &str) -> anyhow::Result<()> {
+        if !on_path(compiler) {
+            bail!(
+                "the C cross compiler for {} ({compiler}) is not installed: apt-get install {}",
+                self.triple,
+                self.c_packages()
+            );
+        }
+        let program = std::env::temp_dir().join(format!("busgate-c-probe-{}-{}", self.triple, std::process::id()));
+        let mut child = Command::new(compiler)
+            .args(["-x", "c", "-o"])
+            .arg(&program)
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {compiler}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(C_PROBE.as_bytes()).with_context(|| format!("writing to {compiler}"))?;
+        }
+        let output = child.wait_with_output().with_context(|| format!("running {compiler}"))?;
+        let _ = std::fs::remove_file(&program);
+        if output.status.success() {
+            return Ok(());
+        }
+        let said = String::from_utf8_lossy(&output.stderr);
+        if dpkg_installed(&self.libc_package) == Some(true) {
+            bail!(
+                "{compiler} cannot build a C program for {} although {} is installed; it said:\n{}",
+                self.triple,
+                self.libc_package,
+                said.trim()
+            );
+        }
+        bail!(
+            "{compiler} cannot build a C program for {}: the target's C library headers and startup files are \
+             missing: apt-get install {}\n({compiler} said: {})",
+            self.triple,
+            self.libc_package,
+            said.lines().find(|line| line.contains("error")).unwrap_or(said.trim())
+        );
     }
 
     /// Whether this is the host's own triple (built without `--target`, into `target/release`).
@@ -148,6 +224,16 @@ impl Toolchain {
     }
 }
 
+/// What [`Target::check_c_compiler`] builds: what a build script's C needs, the C library's
+/// headers (`stdint.h` is where a host-only compiler fails) and its startup files and `libc`.
+const C_PROBE: &str = "#include <stdint.h>\n#include <stdio.h>\nint main(void) { uint8_t zero = 0; return zero; }\n";
+
+/// Whether dpkg has `package` installed; `None` where there is no dpkg.
+pub fn dpkg_installed(package: &str) -> Option<bool> {
+    let output = Command::new("dpkg-query").args(["-W", "-f=${Status}", package]).output().ok()?;
+    Some(output.status.success() && output.stdout == b"install ok installed")
+}
+
 /// Whether a program is on `PATH` (or is an existing path).
 pub fn on_path(program: &str) -> bool {
     if program.contains('/') {
@@ -168,12 +254,13 @@ mod tests {
     fn check(triple: &str, expected: &str) {
         let target = Target::new(triple, HOST, None).unwrap();
         let actual = format!(
-            "linker {} via {}, strip {}, debian {}, package {}",
+            "linker {} via {}, strip {}, debian {}, packages {}, C compiler {}",
             target.linker.as_deref().unwrap_or("(cargo's default)"),
             target.linker_variable(),
             target.strip,
             target.debian_arch,
-            target.linker_package,
+            target.c_packages(),
+            target.c_compiler.as_deref().unwrap_or("(the host's)"),
         );
         assert_eq!(actual, expected);
     }
@@ -183,7 +270,7 @@ mod tests {
         check(
             "x86_64-unknown-linux-gnu",
             "linker (cargo's default) via CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER, strip strip, debian amd64, \
-             package gcc-x86-64-linux-gnu",
+             packages gcc-x86-64-linux-gnu libc6-dev-amd64-cross, C compiler (the host's)",
         );
     }
 
@@ -192,7 +279,8 @@ mod tests {
         check(
             "aarch64-unknown-linux-gnu",
             "linker aarch64-linux-gnu-gcc via CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER, \
-             strip aarch64-linux-gnu-strip, debian arm64, package gcc-aarch64-linux-gnu",
+             strip aarch64-linux-gnu-strip, debian arm64, packages gcc-aarch64-linux-gnu libc6-dev-arm64-cross, \
+             C compiler aarch64-linux-gnu-gcc",
         );
     }
 
@@ -201,7 +289,8 @@ mod tests {
         check(
             "armv7-unknown-linux-gnueabihf",
             "linker arm-linux-gnueabihf-gcc via CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER, \
-             strip arm-linux-gnueabihf-strip, debian armhf, package gcc-arm-linux-gnueabihf",
+             strip arm-linux-gnueabihf-strip, debian armhf, packages gcc-arm-linux-gnueabihf libc6-dev-armhf-cross, \
+             C compiler arm-linux-gnueabihf-gcc",
         );
     }
 
@@ -243,5 +332,52 @@ mod tests {
         assert!(advice.contains("dpkg --add-architecture arm64"), "{advice}");
         assert!(advice.contains("libstd-rust"), "{advice}");
         assert!(!advice.contains("rustup"), "{advice}");
+    }
+
+    /// A fake C compiler: a shell script that prints `stderr` and exits with `code`.
+    fn fake_compiler(name: &str, stderr: &str, code: u8) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("busgate-xtask-fake-cc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\ncat >/dev/null\necho '{stderr}' >&2\nexit {code}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn missing_cross_compiler_names_both_packages() {
+        let target = Target::new("aarch64-unknown-linux-gnu", HOST, None).unwrap();
+        let error = target.check_c_compiler_named("/nonexistent/aarch64-linux-gnu-gcc").unwrap_err().to_string();
+        assert!(
+            error.ends_with("is not installed: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross"),
+            "{error}"
+        );
+    }
+
+    /// Regression test: on a fresh machine `gcc-aarch64-linux-gnu` was installed without
+    /// `libc6-dev-arm64-cross`, and the build failed in ring's build script with this error.
+    #[test]
+    fn cross_compiler_without_headers_names_the_c_library_package() {
+        let mut target = Target::new("armv7-unknown-linux-gnueabihf", HOST, None).unwrap();
+        // A package dpkg cannot have, so that the advice does not depend on this machine.
+        target.libc_package = "libc6-dev-nothing-cross".into();
+        let said = "/usr/include/stdint.h:26:10: fatal error: bits/libc-header-start.h: No such file or directory";
+        let compiler = fake_compiler("no-headers-gcc", said, 1);
+        let error = target.check_c_compiler_named(compiler.to_str().unwrap()).unwrap_err().to_string();
+        assert!(
+            error.contains(
+                "the target's C library headers and startup files are missing: apt-get install libc6-dev-nothing-cross"
+            ),
+            "{error}"
+        );
+        assert!(error.contains("bits/libc-header-start.h"), "{error}");
+    }
+
+    #[test]
+    fn a_compiler_that_builds_the_probe_passes() {
+        let target = Target::new("aarch64-unknown-linux-gnu", HOST, None).unwrap();
+        // The host's own compiler builds the probe (gcc is on every machine CI runs on).
+        target.check_c_compiler_named("gcc").unwrap();
     }
 }

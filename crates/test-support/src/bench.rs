@@ -80,8 +80,26 @@ async fn count_readings(client: &mut Client, period: Duration) -> u64 {
     readings
 }
 
+/// Builds the release broker that a benchmark's [`Broker`] runs (`cargo build --release -p
+/// broker`, into the target directory the benchmark was built in), so that `cargo bench -p
+/// GATEWAY` works on its own: cargo builds a benchmark's own package's binaries, not the
+/// broker's.
+pub fn build_release_broker() {
+    let release = crate::bin_dir();
+    let target_dir = release.parent().unwrap();
+    eprintln!("building the release broker: cargo build --release --package broker");
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--release", "--package", "broker"])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build --release --package broker failed ({status})");
+}
+
 /// Runs the benchmark and prints its table.
 pub async fn run(setup: Setup) {
+    build_release_broker();
     let broker = Broker::start();
     let dir = crate::temp_dir("bench");
     let (_, broker_idle_rss) = usage(broker.process.id());

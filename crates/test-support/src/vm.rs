@@ -299,6 +299,8 @@ impl Vm {
             }
         }
         let mut loaded = BTreeSet::new();
+        // No tmpfs on /tmp: the initramfs is writable already, and a checkout under /tmp (the
+        // test binaries are at their host paths) would be hidden by it ("not found").
         let mut script = String::from(
             "#!/bin/busybox sh\n\
              /bin/busybox --install -s /bin\n\
@@ -306,7 +308,6 @@ impl Vm {
              mount -t proc proc /proc\n\
              mount -t sysfs sysfs /sys\n\
              mount -t devtmpfs devtmpfs /dev\n\
-             mount -t tmpfs tmpfs /tmp\n\
              mount -t tmpfs tmpfs /run\n\
              cd /root\n",
         );

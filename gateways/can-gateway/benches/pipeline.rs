@@ -198,6 +198,7 @@ async fn pipeline(port: u16, thread: &'static str, dir: &std::path::Path) -> Pip
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    test_support::bench::build_release_broker();
     let broker = test_support::Broker::start();
     let dir = test_support::temp_dir("can-bench");
     let mut busgate = pipeline(broker.port, "can-gw", &dir).await;

@@ -1,8 +1,10 @@
 //! xtask's end-to-end tests: `deploy` against a real sshd, `new-driver` in a copy of the
-//! workspace. (The architecture invariants are in `tidy.rs`.)
+//! workspace, `build` into another target directory. (The architecture invariants are in
+//! `tidy.rs`.)
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
+mod build;
 mod deploy;
 mod new_driver;
 
