@@ -121,10 +121,18 @@ fn target_dir_of(mut cargo: Command) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(dir))
 }
 
-/// `cargo` as the one running us.
+/// `cargo` as the one running us, without the variables `cargo run` set for xtask's package:
+/// build scripts that watch them (ring's watches `CARGO_MANIFEST_DIR`) would otherwise run
+/// again, and everything above them be rebuilt, each time a build goes from plain cargo to
+/// xtask or back.
 pub fn cargo() -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.current_dir(root());
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(|name| name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_MANIFEST_")) {
+            command.env_remove(name);
+        }
+    }
     command
 }
 
