@@ -54,7 +54,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         build.arg("--release");
     }
     run_step(build, "building the broker and gateways")?;
-    let bin = root().join("target").join(if options.release { "release" } else { "debug" });
+    let bin = crate::target_dir()?.join(if options.release { "release" } else { "debug" });
 
     let stop = Arc::new(AtomicBool::new(false));
     {
