@@ -41,21 +41,7 @@ fn connect_packet(client_id: &str) -> Vec<u8> {
     let mut body = vec![0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 60];
     body.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
     body.extend_from_slice(client_id.as_bytes());
-    let mut packet = vec![0x10];
-    let mut length = body.len();
-    loop {
-        let mut byte = (length % 128) as u8;
-        length /= 128;
-        if length > 0 {
-            byte |= 0x80;
-        }
-        packet.push(byte);
-        if length == 0 {
-            break;
-        }
-    }
-    packet.extend(body);
-    packet
+    crate::engine::with_length(0x10, &body)
 }
 
 async fn read_exact(stream: &mut TcpStream, count: usize) -> Result<Vec<u8>, String> {

@@ -47,7 +47,7 @@ impl Packet {
     }
 }
 
-fn with_length(first: u8, body: &[u8]) -> Vec<u8> {
+pub(crate) fn with_length(first: u8, body: &[u8]) -> Vec<u8> {
     let mut packet = vec![first];
     let mut length = body.len();
     loop {
@@ -71,15 +71,33 @@ fn string(text: &str) -> Vec<u8> {
     bytes
 }
 
+/// A CONNECT of protocol `name` (`MQTT` or `MQIsdp`) at `level` with connect `flags`,
+/// keepalive 60 and `client_id`; `rest` follows the client id (will, user name, password).
+fn connect_bytes(name: &str, level: u8, flags: u8, client_id: &str, rest: &[&str]) -> Vec<u8> {
+    let mut body = string(name);
+    body.extend_from_slice(&[level, flags, 0x00, 60]);
+    body.extend(string(client_id));
+    for field in rest {
+        body.extend(string(field));
+    }
+    with_length(0x10, &body)
+}
+
+/// Sends `connect` on a new connection and returns the CONNACK's four bytes.
+async fn connack_for(broker: &Broker, connect: &[u8]) -> [u8; 4] {
+    let mut stream = TcpStream::connect(broker.address()).await.unwrap();
+    stream.write_all(connect).await.unwrap();
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(TIMEOUT, stream.read_exact(&mut connack)).await.unwrap().unwrap();
+    connack
+}
+
 impl Raw {
     /// Connects with `client_id` and returns the client and CONNACK's session-present flag.
     async fn connect(broker: &Broker, client_id: &str, clean: bool) -> (Raw, bool) {
         let stream = TcpStream::connect(broker.address()).await.unwrap();
         let mut raw = Raw { stream };
-        let mut body = string("MQTT");
-        body.extend_from_slice(&[0x04, if clean { 0x02 } else { 0x00 }, 0x00, 60]);
-        body.extend(string(client_id));
-        raw.send(&with_length(0x10, &body)).await;
+        raw.send(&connect_bytes("MQTT", 4, if clean { 0x02 } else { 0x00 }, client_id, &[])).await;
         let connack = raw.next().await;
         assert_eq!(connack.kind(), 2, "{connack:?}");
         assert_eq!(connack.body[1], 0, "CONNACK code");
@@ -356,14 +374,8 @@ async fn the_session_bound_makes_room_by_the_session_away_longest() {
     let (third, _) = Raw::connect(&broker, "third", false).await;
     broker.process.wait_line("session removed to make room");
     // Both places are held by connected clients now: a fourth is refused, server unavailable.
-    let mut fourth = TcpStream::connect(broker.address()).await.unwrap();
-    let mut body = string("MQTT");
-    body.extend_from_slice(&[0x04, 0x00, 0x00, 60]);
-    body.extend(string("fourth"));
-    fourth.write_all(&with_length(0x10, &body)).await.unwrap();
-    let mut connack = [0; 4];
-    fourth.read_exact(&mut connack).await.unwrap();
-    assert_eq!(connack, [0x20, 0x02, 0x00, 0x03]);
+    let fourth = connect_bytes("MQTT", 4, 0x00, "fourth", &[]);
+    assert_eq!(connack_for(&broker, &fourth).await, [0x20, 0x02, 0x00, 0x03]);
     second.leave().await;
     third.leave().await;
     let (_, present) = Raw::connect(&broker, "first", false).await;
@@ -415,12 +427,7 @@ async fn a_connection_that_sends_nothing_is_closed_after_the_connect_timeout() {
 
 /// A CONNECT with a user name and password (MQTT 3.1.1, clean session).
 fn login_packet(client_id: &str, user: &str, password: &str) -> Vec<u8> {
-    let mut body = string("MQTT");
-    body.extend_from_slice(&[0x04, 0b1100_0010, 0x00, 60]);
-    body.extend(string(client_id));
-    body.extend(string(user));
-    body.extend(string(password));
-    with_length(0x10, &body)
+    connect_bytes("MQTT", 4, 0b1100_0010, client_id, &[user, password])
 }
 
 /// A board with user `app` (password `secret`) allowed `app/#`, and `ops` (password `ops`)
@@ -468,10 +475,7 @@ async fn a_unix_socket_peer_logs_in_as_the_user_its_uid_maps_to() {
 
     // No user name: the peer's uid says who it is.
     let mut stream = tokio::net::UnixStream::connect(&path).await.unwrap();
-    let mut body = string("MQTT");
-    body.extend_from_slice(&[0x04, 0x02, 0x00, 60]);
-    body.extend(string("local-app"));
-    stream.write_all(&with_length(0x10, &body)).await.unwrap();
+    stream.write_all(&connect_bytes("MQTT", 4, 0x02, "local-app", &[])).await.unwrap();
     let mut connack = [0u8; 4];
     tokio::time::timeout(TIMEOUT, stream.read_exact(&mut connack)).await.unwrap().unwrap();
     assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
@@ -544,10 +548,7 @@ fn nix_kill(pid: u32, signal: &str) {
 async fn mqtt_3_1_clients_are_served_like_3_1_1_ones() {
     let broker = Broker::start("");
     let mut stream = TcpStream::connect(broker.address()).await.unwrap();
-    let mut body = string("MQIsdp");
-    body.extend_from_slice(&[0x03, 0x02, 0x00, 60]);
-    body.extend(string("old-client"));
-    stream.write_all(&with_length(0x10, &body)).await.unwrap();
+    stream.write_all(&connect_bytes("MQIsdp", 3, 0x02, "old-client", &[])).await.unwrap();
     let mut raw = Raw { stream };
     assert_eq!(raw.next().await, Packet { first: 0x20, body: vec![0, 0] });
     raw.subscribe("old/#", 2).await;
@@ -557,14 +558,7 @@ async fn mqtt_3_1_clients_are_served_like_3_1_1_ones() {
     assert_eq!(message.publish(), (2, false, b"3.1".to_vec()));
 
     // MQTT 3.1 has no server-assigned client ids: an empty one is refused.
-    let mut stream = TcpStream::connect(broker.address()).await.unwrap();
-    let mut body = string("MQIsdp");
-    body.extend_from_slice(&[0x03, 0x02, 0x00, 60]);
-    body.extend(string(""));
-    stream.write_all(&with_length(0x10, &body)).await.unwrap();
-    let mut connack = [0u8; 4];
-    stream.read_exact(&mut connack).await.unwrap();
-    assert_eq!(connack, [0x20, 0x02, 0x00, 0x02]);
+    assert_eq!(connack_for(&broker, &connect_bytes("MQIsdp", 3, 0x02, "", &[])).await, [0x20, 0x02, 0x00, 0x02]);
     assert!(broker.process.terminate().success());
 }
 
@@ -580,14 +574,7 @@ async fn an_empty_client_id_gets_a_clean_session_of_its_own() {
     first.ping().await;
     second.ping().await;
     // A persistent session needs an id of the client's own.
-    let mut stream = TcpStream::connect(broker.address()).await.unwrap();
-    let mut body = string("MQTT");
-    body.extend_from_slice(&[0x04, 0x00, 0x00, 60]);
-    body.extend(string(""));
-    stream.write_all(&with_length(0x10, &body)).await.unwrap();
-    let mut connack = [0u8; 4];
-    stream.read_exact(&mut connack).await.unwrap();
-    assert_eq!(connack, [0x20, 0x02, 0x00, 0x02]);
+    assert_eq!(connack_for(&broker, &connect_bytes("MQTT", 4, 0x00, "", &[])).await, [0x20, 0x02, 0x00, 0x02]);
     assert!(broker.process.terminate().success());
 }
 
@@ -597,13 +584,8 @@ async fn a_second_connection_with_the_same_id_takes_over_and_the_first_ones_will
     let (mut watcher, _) = Raw::connect(&broker, "watcher", true).await;
     watcher.subscribe("wills/#", 1).await;
     let mut stream = TcpStream::connect(broker.address()).await.unwrap();
-    let mut body = string("MQTT");
     // Will flag, will QoS 1, clean session.
-    body.extend_from_slice(&[0x04, 0b0000_1110, 0x00, 60]);
-    body.extend(string("twin"));
-    body.extend(string("wills/twin"));
-    body.extend(string("gone"));
-    stream.write_all(&with_length(0x10, &body)).await.unwrap();
+    stream.write_all(&connect_bytes("MQTT", 4, 0b0000_1110, "twin", &["wills/twin", "gone"])).await.unwrap();
     let mut first = Raw { stream };
     assert_eq!(first.next().await.kind(), 2);
     let (mut second, _) = Raw::connect(&broker, "twin", true).await;
