@@ -298,15 +298,7 @@ pub fn cpu_seconds(pid: u32, ticks: f64) -> f64 {
 
 /// Resident memory of a process in MiB (VmRSS from /proc/PID/status).
 pub fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap();
-    kib / 1024.0
+    test_support::bench::rss_kib(pid) as f64 / 1024.0
 }
 
 /// The 1-, 5- and 15-minute load averages, for the conditions line of a table.

@@ -15,10 +15,7 @@ use crate::Broker;
 
 /// The broker's resident memory, from /proc.
 fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
+    test_support::bench::rss_kib(pid) * 1024
 }
 
 fn connect_packet(client_id: &str) -> Vec<u8> {

@@ -30,15 +30,13 @@ fn usage(pid: u32) -> (f64, u64) {
     let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
     let user_hz = 100.0;
+    (ticks / user_hz, rss_kib(pid))
+}
+
+/// Resident memory of a process in KiB (VmRSS from /proc/PID/status).
+pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss_kb = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap();
-    (ticks / user_hz, rss_kb)
+    status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap()
 }
 
 /// CPU seconds of a process's bus threads (named `bus-*` by the runtime): driver and bus time.
