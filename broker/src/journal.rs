@@ -1,12 +1,11 @@
 //! The message journal: every message through the broker, one JSON line each, to stdout or to a
 //! size-capped rotating file.
 //!
-//! Messages come from [`crate::tap`], which sees each PUBLISH as the broker decodes it, with the
-//! QoS and retain flag the client sent. (An in-process rumqttd link subscribed to `#` would see
-//! the messages too, but only with the QoS of its own subscription and with retain always false:
-//! the router clears the flag before it stores a message, and `#` never matches `$` topics.)
+//! Messages come from the connections ([`crate::connection`]): each PUBLISH a client's rules let
+//! through, as the client sent it (QoS and retain flag included), and each will the broker
+//! publishes. Denied messages are not journaled.
 //!
-//! The journal must never slow the broker. The tap hands each message to a bounded queue
+//! The journal must never slow the broker. A connection hands each message to a bounded queue
 //! without waiting; a writer thread formats the lines and does the file I/O. When the writer
 //! falls behind (a slow disk, or a stdout pipe nobody reads) and the queue is full, in messages
 //! or in bytes, further messages are left out of the journal and counted, and the count is
