@@ -74,7 +74,7 @@ pub struct Journal {
     writer_done: Receiver<()>,
 }
 
-/// The handle the tap uses to journal messages; cheap to clone, never blocks.
+/// The handle the connections use to journal messages; cheap to clone, never blocks.
 #[derive(Clone)]
 pub struct JournalSender {
     /// Bounded, so a journal that cannot keep up costs a fixed amount of memory.

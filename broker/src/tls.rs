@@ -1,11 +1,11 @@
 //! TLS for listeners: rustls (TLS 1.2 and 1.3, optional or required client certificates),
-//! terminated by busgate's front ([`crate::front`]), and development certificates.
+//! terminated by busgate's accept loops ([`crate::listen`]), and development certificates.
 //!
 //! rumqttd 0.20 can serve TLS itself, but it runs each TLS handshake inside its accept loop
 //! (one client that never finishes its handshake stops the listener), and it verifies client
 //! certificates only when built with a feature that makes them mandatory on every TLS
-//! listener and turns the certificate's organization into a tenant prefix. In the front each
-//! handshake runs in its own task with the connect timeout.
+//! listener and turns the certificate's organization into a tenant prefix. busgate runs each
+//! handshake in the client's own task with the connect timeout.
 
 use std::io;
 use std::path::{Path, PathBuf};
